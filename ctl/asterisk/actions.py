@@ -1,0 +1,127 @@
+"""AMI actions as plain dicts. Pure: no I/O. Every value passes `_safe`.
+
+AMI is line-based, so a CR or LF inside a value would end the header and start
+a new one (or a whole new action). The builders refuse such values here, at the
+last step before the wire, whatever the layers above already checked.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ctl.errors import ValidationError
+from ctl.model import MonitorMode, OriginateRequest, RecordingOptions, SpyRequest
+
+Action = dict[str, str | list[str]]
+
+_CHANNEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*/[A-Za-z0-9_.+@:/=;-]{1,200}")
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+# ChanSpy options per mode: q = no beep/announcement (attach in ~100 ms),
+# w = whisper (operator hears the supervisor), B = barge (both hear).
+# d = DTMF 4/5/6 switch modes — the controller injects these itself, which is
+# how a mode changes without dropping the supervisor's call.
+SPY_OPTIONS = {MonitorMode.LISTEN: "qd", MonitorMode.WHISPER: "qwd", MonitorMode.BARGE: "qBd"}
+SPY_DIGITS = {MonitorMode.LISTEN: "4", MonitorMode.WHISPER: "5", MonitorMode.BARGE: "6"}
+
+
+def _safe(value: str, field: str) -> str:
+    if any(ch in value for ch in "\r\n\x00"):
+        raise ValidationError(f"{field}: control characters (CR, LF, NUL) are not allowed in an AMI value")
+    return value
+
+
+def _channel(name: str) -> str:
+    if not _CHANNEL_NAME.fullmatch(name):
+        raise ValidationError(f"channel: {name!r} is not a channel name")
+    return name
+
+
+def login(username: str, secret: str) -> Action:
+    return {"Action": "Login", "Username": _safe(username, "username"), "Secret": _safe(secret, "secret"),
+            "Events": "on"}
+
+
+def ping() -> Action:
+    return {"Action": "Ping"}
+
+
+def originate(request: OriginateRequest) -> Action:
+    action: Action = {
+        "Action": "Originate",
+        "Channel": _safe(request.channel, "channel"),
+        "ChannelId": _safe(request.channel_id, "channel id"),
+        "Timeout": str(int(request.timeout * 1000)),
+        "Async": "true",
+    }
+    if request.application is not None:
+        action["Application"] = _safe(request.application, "application")
+        action["Data"] = _safe(request.data or "", "data")
+    else:
+        action["Context"] = _safe(request.context or "", "context")
+        action["Exten"] = _safe(request.exten, "exten")
+        action["Priority"] = str(request.priority)
+    if request.caller_id is not None:
+        action["CallerID"] = _safe(request.caller_id, "caller id")
+    variables: list[str] = []
+    for name, value in request.variables:
+        if not _VARIABLE_NAME.fullmatch(name):
+            raise ValidationError(f"variable name {name!r} is not valid")
+        variables.append(f"{name}={_safe(value, name)}")
+    if variables:
+        action["Variable"] = variables
+    return action
+
+
+def hangup(channel_name: str, cause: int) -> Action:
+    return {"Action": "Hangup", "Channel": _channel(channel_name), "Cause": str(int(cause))}
+
+
+def bridge(channel_name: str, other_channel_name: str) -> Action:
+    return {"Action": "Bridge", "Channel1": _channel(channel_name), "Channel2": _channel(other_channel_name),
+            "Tone": "no"}
+
+
+def core_show_channels() -> Action:
+    return {"Action": "CoreShowChannels"}
+
+
+def device_state(device: str) -> Action:
+    return {"Action": "Getvar", "Variable": f"DEVICE_STATE({_safe(device, 'device')})"}
+
+
+def spy(request: SpyRequest) -> Action:
+    options = SPY_OPTIONS[request.mode]
+    # E: hang up the spy when the spied call ends — unless following the operator.
+    if not request.follow:
+        options += "E"
+    return originate(OriginateRequest(
+        channel=request.supervisor_dial,
+        channel_id=request.spy_channel_id,
+        application="ChanSpy",
+        data=f"{_channel(request.target_channel)},{options}",
+        caller_id=request.caller_id,
+        timeout=request.timeout,
+    ))
+
+
+def spy_mode(spy_channel_name: str, mode: MonitorMode) -> Action:
+    # Receive: the digit reaches ChanSpy as if the supervisor had pressed it.
+    return {"Action": "PlayDTMF", "Channel": _channel(spy_channel_name), "Digit": SPY_DIGITS[mode],
+            "Receive": "true"}
+
+
+def mix_monitor(channel_name: str, options: RecordingOptions) -> Action:
+    flags = {"both": "", "rx": "", "tx": ""}[options.direction]
+    if options.stereo:
+        flags += "D"
+    return {"Action": "MixMonitor", "Channel": _channel(channel_name), "File": _safe(options.path, "path"),
+            "Options": flags}
+
+
+def stop_mix_monitor(channel_name: str) -> Action:
+    return {"Action": "StopMixMonitor", "Channel": _channel(channel_name)}
+
+
+def mix_monitor_mute(channel_name: str, muted: bool) -> Action:
+    return {"Action": "MixMonitorMute", "Channel": _channel(channel_name), "Direction": "both",
+            "State": "1" if muted else "0"}

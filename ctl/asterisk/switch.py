@@ -1,0 +1,321 @@
+"""AsteriskSwitch: the Switch protocol over AMI, with panoramisk.
+
+panoramisk gives the action/reply matching (an Action is a Future keyed by
+ActionID) and event dispatch. Three of its behaviours are replaced here:
+- reading: bytes are split into messages before decoding (ctl.asterisk.frames);
+- connection life: ctl owns connect/login/reconnect (exponential back-off), and
+  actions pending when the link drops fail at once instead of being re-sent after
+  a reconnect (a re-sent Originate would place a second call);
+- waiting: every action has a timeout (panoramisk can wait forever, issue #54).
+
+Events are translated in order and handed to subscribers from one task, so a
+slow or failing handler never stalls or kills the reader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from panoramisk import Manager
+from panoramisk.actions import Action as PanoramiskAction
+from panoramisk.ami_protocol import AMIProtocol
+from panoramisk.message import Message
+
+from ctl import events as ev
+from ctl.asterisk import actions
+from ctl.asterisk.frames import FrameSplitter, FrameTooLarge
+from ctl.asterisk.translate import MissingHeader, channel_info, translate
+from ctl.config import AsteriskSettings
+from ctl.errors import ActionFailed, ActionTimeout, AuthenticationFailed, SwitchError, SwitchUnreachable
+from ctl.model import ChannelInfo, MonitorMode, OriginateRequest, RecordingOptions, SpyRequest
+from ctl.switch import EventHandler
+
+log = logging.getLogger("ctl.asterisk")
+PING_INTERVAL = 10.0
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Protocol(AMIProtocol):  # type: ignore[misc]
+    """panoramisk's protocol, reading whole messages split on bytes."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.splitter = FrameSplitter()
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            blocks = self.splitter.feed(data)
+        except FrameTooLarge as error:
+            log.error("closing AMI connection: %s", error)
+            self.transport.close()
+            return
+        if self.splitter.greeting and not getattr(self, "version", None):
+            self.version: str | None = self.splitter.greeting.partition("/")[2]
+        for block in blocks:
+            message = Message.from_line(block)
+            if message is not None:
+                self.handle_message(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail_pending(SwitchUnreachable("connection to Asterisk lost"))
+        self.closed = True
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    def close(self) -> None:
+        self._fail_pending(SwitchUnreachable("connection to Asterisk closed"))
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    def _fail_pending(self, error: SwitchError) -> None:
+        for action in list(self.responses.values()):
+            if not action.future.done():
+                action.future.set_exception(error)
+        self.responses.clear()
+
+
+class _Manager(Manager):  # type: ignore[misc]
+    """panoramisk's Manager minus its own connect/reconnect/ping, which AsteriskSwitch owns."""
+
+    def connection_lost(self, exc: Any) -> None:  # called on a Shutdown event by AMIProtocol
+        if self.protocol is not None:
+            self.protocol.close()
+
+
+class AsteriskSwitch:
+    def __init__(self, settings: AsteriskSettings) -> None:
+        self.settings = settings
+        self.node = settings.node
+        self._manager = _Manager(host=settings.host, port=settings.port, encoding="utf-8",
+                                 log=logging.getLogger("ctl.asterisk.panoramisk"))
+        self._manager.register_event("*", self._on_message)
+        self._protocol: _Protocol | None = None
+        self._handlers: list[EventHandler] = []
+        self._queue: asyncio.Queue[ev.Event] = asyncio.Queue()
+        self._names: dict[str, str] = {}  # Uniqueid → channel name, for actions that need names
+        self._closing = False
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    # -- subscription and dispatch ---------------------------------------------------
+    def subscribe(self, handler: EventHandler) -> None:
+        self._handlers.append(handler)
+
+    def _on_message(self, manager: Any, message: Mapping[str, object]) -> None:
+        name = message.get("Event")
+        uniqueid = message.get("Uniqueid")
+        if name == "Newchannel" and isinstance(uniqueid, str):
+            self._names[uniqueid] = str(message.get("Channel"))
+        elif name == "Rename" and isinstance(uniqueid, str):
+            self._names[uniqueid] = str(message.get("Newname"))
+        try:
+            translated = translate(message, self.node, _now())
+        except MissingHeader as error:
+            log.warning("dropped AMI event: %s", error)
+            return
+        if name == "Hangup" and isinstance(uniqueid, str):
+            self._names.pop(uniqueid, None)
+        for event in translated:
+            self._queue.put_nowait(event)
+
+    async def _dispatch(self) -> None:
+        while True:
+            event = await self._queue.get()
+            for handler in list(self._handlers):
+                try:
+                    result = handler(event)
+                    if asyncio.iscoroutine(result):
+                        await result
+                except Exception:  # a failing handler must never stop the event flow
+                    log.exception("event handler failed on %s", type(event).__name__)
+
+    def _ensure_dispatcher(self) -> None:
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch(), name="ctl-ami-dispatch")
+
+    async def drain(self) -> None:
+        """Wait until every event received so far has been handled (for tests and shutdown)."""
+        while not self._queue.empty():
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0)
+
+    # -- connection --------------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        return self._protocol is not None and not self._protocol.closed
+
+    async def connect(self) -> None:
+        self._ensure_dispatcher()
+        host, port = self.settings.host, self.settings.port
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await asyncio.wait_for(loop.create_connection(_Protocol, host, port),
+                                                 self.settings.connect_timeout)
+        except TimeoutError:
+            raise SwitchUnreachable(f"cannot reach Asterisk AMI at {host}:{port}: "
+                                    f"no answer within {self.settings.connect_timeout:g} s") from None
+        except OSError as error:
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise SwitchUnreachable(f"cannot reach Asterisk AMI at {host}:{port}: {reason.lower()}") from None
+        protocol.factory = self._manager
+        protocol.log = self._manager.log
+        protocol.encoding = "utf-8"
+        self._manager.loop = loop
+        self._manager.protocol = protocol
+        self._protocol = protocol
+        try:
+            reply = await self._send(actions.login(self.settings.username, self.settings.secret),
+                                     timeout=self.settings.connect_timeout)
+        except ActionTimeout:
+            protocol.close()
+            raise SwitchUnreachable(f"{host}:{port} did not answer the AMI login within "
+                                    f"{self.settings.connect_timeout:g} s (is it an Asterisk manager port?)") from None
+        except ActionFailed as error:
+            protocol.close()
+            raise AuthenticationFailed(f"Asterisk at {host}:{port} refused the AMI login of user "
+                                       f"{self.settings.username!r}: {error.args[0]}") from None
+        log.info("connected to Asterisk AMI", extra={"fields": {"host": host, "port": port,
+                                                                 "version": protocol.version,
+                                                                 "message": str(reply.get("Message"))}})
+        self._queue.put_nowait(ev.SwitchConnected(node=self.node, at=_now()))
+
+    async def run(self) -> None:
+        """Stay connected until close(); reconnect with exponential back-off and jitter."""
+        self._closing = False
+        delay = self.settings.reconnect_min
+        while not self._closing:
+            if not self.connected:
+                try:
+                    await self.connect()
+                except AuthenticationFailed as error:
+                    log.error("%s", error)
+                except SwitchUnreachable as error:
+                    log.warning("%s; retrying in %.1f s", error, delay)
+                if not self.connected:
+                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                    delay = min(delay * 2, self.settings.reconnect_max)
+                    continue
+            delay = self.settings.reconnect_min
+            assert self._protocol is not None
+            pinger = asyncio.get_running_loop().create_task(self._keepalive())
+            try:
+                await self._protocol.lost
+            finally:
+                pinger.cancel()
+            if not self._closing:
+                log.warning("lost the AMI connection; reconnecting")
+                self._queue.put_nowait(ev.SwitchDisconnected(node=self.node, at=_now(), reason="connection lost"))
+
+    async def _keepalive(self) -> None:
+        """A half-open TCP link shows only as unanswered pings: close it so run() reconnects."""
+        while self.connected:
+            await asyncio.sleep(PING_INTERVAL)
+            try:
+                await self._send(actions.ping())
+            except SwitchError:
+                if self._protocol is not None:
+                    self._protocol.close()
+                    if not self._protocol.lost.done():
+                        self._protocol.lost.set_result(None)
+                return
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._protocol is not None:
+            self._protocol.close()
+            if not self._protocol.lost.done():
+                self._protocol.lost.set_result(None)
+        if self._dispatcher is not None:
+            await self.drain()
+            self._dispatcher.cancel()
+            self._dispatcher = None
+
+    # -- sending -----------------------------------------------------------------------
+    async def _send(self, fields: actions.Action, timeout: float | None = None,
+                    as_list: bool | None = False) -> Any:
+        if not self.connected:
+            raise SwitchUnreachable(f"not connected to Asterisk at {self.settings.host}:{self.settings.port}")
+        assert self._protocol is not None
+        action = PanoramiskAction(fields, as_list=as_list)
+        future = self._protocol.send(action, as_list=as_list)
+        wait = self.settings.action_timeout if timeout is None else timeout
+        try:
+            reply = await asyncio.wait_for(asyncio.shield(future), wait)
+        except TimeoutError:
+            self._protocol.responses.pop(action.id, None)
+            raise ActionTimeout(f"Asterisk did not answer {fields['Action']} within {wait:g} s") from None
+        first = reply[0] if isinstance(reply, list) else reply
+        if first.get("Response") in ("Error", "Failure", "Fail"):
+            raise ActionFailed(str(first.get("Message") or "error"))
+        return reply
+
+    def _name(self, channel_id: str) -> str:
+        try:
+            return self._names[channel_id]
+        except KeyError:
+            raise ActionFailed(f"no live channel with id {channel_id}") from None
+
+    # -- operations --------------------------------------------------------------------
+    async def originate(self, request: OriginateRequest) -> str:
+        try:
+            await self._send(actions.originate(request))
+        except ActionFailed as error:
+            raise ActionFailed(f"Asterisk refused to originate {request.channel}: {error.args[0]}") from None
+        return request.channel_id
+
+    async def hangup(self, channel_id: str, cause: int = 16) -> None:
+        await self._send(actions.hangup(self._name(channel_id), cause))
+
+    async def bridge(self, channel_id: str, other_channel_id: str) -> None:
+        await self._send(actions.bridge(self._name(channel_id), self._name(other_channel_id)))
+
+    async def channels(self) -> list[ChannelInfo]:
+        reply = await self._send(actions.core_show_channels(), as_list=None)
+        messages = reply if isinstance(reply, list) else [reply]
+        snapshot = []
+        for message in messages:
+            if message.get("Event") == "CoreShowChannel":
+                try:
+                    info = channel_info(message)
+                except MissingHeader as error:
+                    log.warning("skipped a channel in the snapshot: %s", error)
+                    continue
+                snapshot.append(info)
+                self._names[info.channel_id] = info.name
+        return snapshot
+
+    async def device_available(self, dial_string: str) -> bool | None:
+        technology, _, resource = dial_string.partition("/")
+        if technology.upper() != "PJSIP" or not resource or "@" in resource or "/" in resource:
+            return None
+        reply = await self._send(actions.device_state(f"PJSIP/{resource}"))
+        state = str(reply.get("Value") or "")
+        if not state:
+            return None
+        return state not in ("UNAVAILABLE", "INVALID")
+
+    async def spy(self, request: SpyRequest) -> str:
+        await self._send(actions.spy(request))
+        return request.spy_channel_id
+
+    async def set_spy_mode(self, spy_channel_id: str, mode: MonitorMode) -> None:
+        await self._send(actions.spy_mode(self._name(spy_channel_id), mode))
+
+    async def record_start(self, channel_id: str, options: RecordingOptions) -> None:
+        await self._send(actions.mix_monitor(self._name(channel_id), options))
+
+    async def record_stop(self, channel_id: str) -> None:
+        await self._send(actions.stop_mix_monitor(self._name(channel_id)))
+
+    async def record_mute(self, channel_id: str, muted: bool) -> None:
+        await self._send(actions.mix_monitor_mute(self._name(channel_id), muted))

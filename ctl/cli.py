@@ -1,0 +1,409 @@
+"""The `ctl` command line: a thin click layer over the services.
+
+Every error is one line on stderr (`ctl: <message>`) and an exit code from
+ctl.errors; with --json the same error is also printed as a JSON object on
+stdout so scripts can tell the kinds apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from ctl import __version__
+from ctl.config import Settings, load_settings
+from ctl.errors import CtlError, NotFound, ValidationError
+from ctl.store.engine import Store, current_revision, head_revision, make_engine, safe_url, upgrade
+from ctl.store.models import Call, Operator, Project
+
+
+class AppContext:
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self.as_json = False  # set by --json as it is parsed, so errors can be JSON too
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_path)
+        return self._settings
+
+    def store(self) -> Store:
+        return Store(self.settings.database.url)
+
+
+class CtlGroup(click.Group):
+    """Turns CtlError into one line and an exit code, for every subcommand."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CtlError as error:
+            if _wants_json(ctx):
+                click.echo(json.dumps({"error": error.kind, "message": str(error)}))
+            click.echo(f"ctl: {error}", err=True)
+            sys.exit(error.exit_code)
+
+
+def _wants_json(ctx: click.Context) -> bool:
+    app = ctx.find_object(AppContext)
+    return app is not None and app.as_json
+
+
+def emit(rows: Sequence[dict[str, Any]] | dict[str, Any], as_json: bool, columns: Sequence[str] = ()) -> None:
+    if as_json:
+        click.echo(json.dumps(rows, default=_json_default, ensure_ascii=False, indent=None))
+        return
+    if isinstance(rows, dict):
+        width = max((len(key) for key in rows), default=0)
+        for key, value in rows.items():
+            click.echo(f"{key:<{width}}  {_cell(value)}")
+        return
+    if not rows:
+        click.echo("(none)")
+        return
+    headers = list(columns or rows[0].keys())
+    cells = [[_cell(row.get(h)) for h in headers] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    click.echo("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths, strict=False)).rstrip())
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value) or "-"
+    return str(value)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+pass_app = click.make_pass_decorator(AppContext)
+
+
+def _remember_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    app = ctx.find_object(AppContext)
+    if app is not None and value:
+        app.as_json = True
+    return value
+
+
+json_option = click.option("--json", "as_json", is_flag=True, callback=_remember_json,
+                           help="Print JSON instead of a table (errors too).")
+
+
+@click.group(cls=CtlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar=None,
+              help="TOML settings file (default: $CTL_CONFIG, else ./ctl.toml if present).")
+@click.version_option(__version__, prog_name="ctl")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None) -> None:
+    """ctl — telephony control layer over Asterisk: calls, monitoring, recording, operators."""
+    ctx.obj = AppContext(config_path)
+
+
+# ---------------------------------------------------------------------------
+# db
+# ---------------------------------------------------------------------------
+@cli.group(cls=CtlGroup)
+def db() -> None:
+    """The SQL store's schema."""
+
+
+@db.command("upgrade")
+@pass_app
+def db_upgrade(app: AppContext) -> None:
+    """Create or migrate the store's tables to the newest schema."""
+    url = app.settings.database.url
+    upgrade(url)
+    click.echo(f"store {safe_url(url)} is at revision {head_revision()}")
+
+
+@db.command("current")
+@pass_app
+def db_current(app: AppContext) -> None:
+    """Show the store's schema revision."""
+    url = app.settings.database.url
+    current = current_revision(make_engine(url))
+    head = head_revision()
+    click.echo(f"{safe_url(url)}: {current or 'empty'} (newest: {head})")
+
+
+# ---------------------------------------------------------------------------
+# serve
+# ---------------------------------------------------------------------------
+@cli.command()
+@pass_app
+def serve(app: AppContext) -> None:
+    """Run the controller: follow the PBX, keep the store in step. Stops cleanly on SIGTERM."""
+    from ctl.daemon import serve as run_daemon
+    from ctl.logs import setup_logging
+
+    settings = app.settings
+    setup_logging(settings.log.level, settings.log.format)
+    asyncio.run(run_daemon(settings))
+
+
+# ---------------------------------------------------------------------------
+# operators
+# ---------------------------------------------------------------------------
+def _operator_row(operator: Operator) -> dict[str, Any]:
+    return {"extension": operator.extension, "name": operator.name, "role": operator.role,
+            "dial_string": operator.dial_string, "status": operator.status}
+
+
+@cli.group(cls=CtlGroup)
+def operator() -> None:
+    """Operators, supervisors, admins and owners."""
+
+
+@operator.command("add")
+@click.argument("extension")
+@click.option("--name", required=True, help="Full name.")
+@click.option("--role", default="operator", show_default=True, help="owner, admin, supervisor or operator.")
+@click.option("--dial-string", default=None, help="How to ring this person (default from [calls] operator_dial).")
+@json_option
+@pass_app
+def operator_add(app: AppContext, extension: str, name: str, role: str, dial_string: str | None,
+                 as_json: bool) -> None:
+    """Add a person with extension EXTENSION."""
+    from ctl.services.directory import add_operator
+
+    with app.store().transaction() as session:
+        added = add_operator(session, app.settings.calls, extension, name, role, dial_string)
+        row = _operator_row(added)
+    if as_json:
+        emit(row, True)
+    else:
+        click.echo(f"added {row['role']} {row['extension']} ({row['name']}), rung via {row['dial_string']}")
+
+
+@operator.command("list")
+@json_option
+@pass_app
+def operator_list(app: AppContext, as_json: bool) -> None:
+    """List everyone."""
+    from ctl.services.directory import list_operators
+
+    with app.store().transaction() as session:
+        rows = [_operator_row(o) for o in list_operators(session)]
+    emit(rows, as_json, ["extension", "name", "role", "dial_string", "status"])
+
+
+@operator.command("remove")
+@click.argument("extension")
+@json_option
+@pass_app
+def operator_remove(app: AppContext, extension: str, as_json: bool) -> None:
+    """Remove the person with extension EXTENSION (their calls stay, unassigned)."""
+    from ctl.services.directory import remove_operator
+
+    with app.store().transaction() as session:
+        removed = _operator_row(remove_operator(session, extension))
+    if as_json:
+        emit(removed, True)
+    else:
+        click.echo(f"removed {removed['extension']} ({removed['name']})")
+
+
+# ---------------------------------------------------------------------------
+# projects
+# ---------------------------------------------------------------------------
+def _project_row(project: Project, full: bool = False) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "name": project.name,
+        "members": [m.extension for m in project.members],
+        "result_codes": [r.code for r in project.result_codes],
+    }
+    if full:
+        row["result_codes"] = [{"code": r.code, "label": r.label, "successful": r.successful}
+                               for r in project.result_codes]
+        row["script"] = project.script
+        row["created_at"] = project.created_at
+    return row
+
+
+@cli.group(cls=CtlGroup)
+def project() -> None:
+    """Projects: script, result codes, members."""
+
+
+@project.command("add")
+@click.argument("name")
+@click.option("--script", default=None, help="The call script shown to operators.")
+@click.option("--script-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Read the script from a UTF-8 file.")
+@click.option("--result", "results", multiple=True, metavar="CODE[:LABEL][:success]",
+              help="A result code operators may record; repeat for several.")
+@click.option("--member", "members", multiple=True, metavar="EXT", help="An operator of the project; repeatable.")
+@json_option
+@pass_app
+def project_add(app: AppContext, name: str, script: str | None, script_file: Path | None, results: tuple[str, ...],
+                members: tuple[str, ...], as_json: bool) -> None:
+    """Add project NAME."""
+    from ctl.services.directory import ResultCodeSpec, add_project
+
+    if script is not None and script_file is not None:
+        raise ValidationError("give --script or --script-file, not both")
+    if script_file is not None:
+        try:
+            script = script_file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ValidationError(f"--script-file {script_file}: not UTF-8 text") from None
+    specs = [ResultCodeSpec.parse(text) for text in results]
+    with app.store().transaction() as session:
+        added = _project_row(add_project(session, name, script or "", specs, list(members)))
+    if as_json:
+        emit(added, True)
+    else:
+        click.echo(f"added project {added['name']} ({len(added['result_codes'])} result codes, "
+                   f"{len(added['members'])} members)")
+
+
+@project.command("list")
+@json_option
+@pass_app
+def project_list(app: AppContext, as_json: bool) -> None:
+    """List projects."""
+    from ctl.services.directory import list_projects
+
+    with app.store().transaction() as session:
+        rows = [_project_row(p) for p in list_projects(session)]
+    emit(rows, as_json, ["name", "members", "result_codes"])
+
+
+@project.command("show")
+@click.argument("name")
+@json_option
+@pass_app
+def project_show(app: AppContext, name: str, as_json: bool) -> None:
+    """Show project NAME with its script and result codes."""
+    from ctl.services.directory import get_project
+
+    with app.store().transaction() as session:
+        row = _project_row(get_project(session, name), full=True)
+    if as_json:
+        emit(row, True)
+        return
+    click.echo(f"project   {row['name']}")
+    click.echo(f"members   {_cell(row['members'])}")
+    click.echo("results")
+    for code in row["result_codes"]:
+        click.echo(f"  {code['code']:<16} {code['label']}{'  (successful)' if code['successful'] else ''}")
+    click.echo("script")
+    for line in (row["script"] or "-").splitlines():
+        click.echo(f"  {line}")
+
+
+# ---------------------------------------------------------------------------
+# calls
+# ---------------------------------------------------------------------------
+def _call_row(call: Call, full: bool = False) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": call.id,
+        "state": call.state,
+        "direction": call.direction,
+        "operator": call.operator.extension if call.operator else None,
+        "client": call.client_number,
+        "project": call.project.name if call.project else None,
+        "created_at": call.created_at,
+        "answered_at": call.answered_at,
+        "ended_at": call.ended_at,
+        "cause": call.hangup_cause,
+    }
+    if full:
+        row.update({
+            "node": call.node,
+            "pbx_call_id": call.pbx_call_id,
+            "bridged_at": call.bridged_at,
+            "cause_code": call.hangup_cause_code,
+            "duration_s": round((call.ended_at - call.answered_at).total_seconds(), 1)
+            if call.ended_at and call.answered_at else None,
+            "result": call.result,
+            "comment": call.comment,
+            "review": call.review,
+            "recording": call.recording_path,
+        })
+    return row
+
+
+@cli.group(cls=CtlGroup)
+def call() -> None:
+    """Calls: place, list, show."""
+
+
+@call.command("bridge")
+@click.option("--operator", "operator_ext", required=True, metavar="EXT", help="The operator to ring first.")
+@click.option("--to", "number", required=True, metavar="NUMBER", help="The client's number.")
+@click.option("--project", "project_name", default=None, help="The project the call belongs to.")
+@json_option
+@pass_app
+def call_bridge(app: AppContext, operator_ext: str, number: str, project_name: str | None, as_json: bool) -> None:
+    """Click-to-call: ring the operator; when they answer, dial the client and bridge them."""
+    from ctl.asterisk import AsteriskSwitch
+    from ctl.services.calls import place_bridge_call
+
+    settings = app.settings
+    store = app.store()
+    switch = AsteriskSwitch(settings.asterisk)
+    placed = asyncio.run(place_bridge_call(store, switch, settings, operator_ext, number, project_name))
+    if as_json:
+        emit({"id": placed.id, "pbx_call_id": placed.pbx_call_id, "operator": placed.operator,
+              "client": placed.number, "state": "created"}, True)
+    else:
+        click.echo(f"call {placed.id}: ringing operator {placed.operator}; on answer, dialing {placed.number}")
+
+
+@call.command("list")
+@click.option("--active", is_flag=True, help="Only calls not yet ended.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+@pass_app
+def call_list(app: AppContext, active: bool, limit: int, as_json: bool) -> None:
+    """List calls, newest first."""
+    query = select(Call).options(selectinload(Call.operator), selectinload(Call.project))
+    if active:
+        query = query.where(Call.state != "ended")
+    query = query.order_by(Call.created_at.desc(), Call.id.desc()).limit(limit)
+    with app.store().transaction() as session:
+        rows = [_call_row(c) for c in session.scalars(query)]
+    emit(rows, as_json, ["id", "state", "direction", "operator", "client", "project", "created_at", "cause"])
+
+
+@call.command("show")
+@click.argument("call_id", type=int)
+@json_option
+@pass_app
+def call_show(app: AppContext, call_id: int, as_json: bool) -> None:
+    """Show one call: times, cause, result, comment, recording."""
+    with app.store().transaction() as session:
+        found = session.get(Call, call_id, options=[selectinload(Call.operator), selectinload(Call.project)])
+        if found is None:
+            raise NotFound(f"no call with id {call_id}")
+        row = _call_row(found, full=True)
+    emit(row, as_json)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="ctl")
+

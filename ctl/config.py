@@ -1,0 +1,175 @@
+"""Settings: a TOML file, every key overridable by a CTL_<SECTION>_<KEY> environment variable.
+
+The file is `--config PATH`, else `$CTL_CONFIG`, else `./ctl.toml` when it exists;
+with none, the embedded defaults below apply. Unknown sections or keys and values
+of the wrong type are errors (one line naming the key), never silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ctl.errors import ConfigError, ValidationError
+from ctl.validation import check_dial_pattern, check_header_value, check_node_name
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite:///ctl.db"
+
+
+@dataclass(frozen=True)
+class AsteriskSettings:
+    host: str = "127.0.0.1"
+    port: int = 5038
+    username: str = "ctl"
+    secret: str = ""
+    # Name of this PBX in the store: several nodes may share one store.
+    node: str = "asterisk"
+    connect_timeout: float = 5.0
+    action_timeout: float = 5.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    # Endpoints that lead to clients (carriers, SBCs) rather than to people.
+    trunks: tuple[str, ...] = ("clients",)
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    # How a client number is reached; {number} is the validated number.
+    client_dial: str = "PJSIP/{number}@clients"
+    # Default dial string of a new operator; {extension} is the extension.
+    operator_dial: str = "PJSIP/{extension}"
+    # Seconds the operator's phone, then the client's, may ring on a click-to-call.
+    ring_timeout: int = 30
+    # Context the operator's answered leg runs to dial the client.
+    bridge_context: str = "ctl-click-to-call"
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = "info"
+    format: str = "json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
+    calls: CallSettings = field(default_factory=CallSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    source: str = "defaults"
+
+
+SECTIONS: dict[str, type[Any]] = {
+    "database": DatabaseSettings,
+    "asterisk": AsteriskSettings,
+    "calls": CallSettings,
+    "log": LogSettings,
+}
+
+
+def _coerce(where: str, kind: Any, value: Any, from_env: bool) -> Any:
+    kind_name = kind if isinstance(kind, str) else getattr(kind, "__name__", str(kind))
+    try:
+        if kind_name in ("int", "float"):
+            if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+                raise ValueError
+            number = float(value) if kind_name == "float" else int(value)
+            if number < 0:
+                raise ValueError
+            return number
+        if kind_name == "str":
+            if not isinstance(value, str):
+                raise ValueError
+            return value
+        if kind_name.startswith("tuple"):
+            items = value.split(",") if from_env and isinstance(value, str) else value
+            if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+                raise ValueError
+            return tuple(i.strip() for i in items if i.strip())
+    except ValueError:
+        raise ConfigError(f"{where}: expected {kind_name.replace('tuple[str, ...]', 'a list of strings')}, "
+                          f"got {value!r}") from None
+    raise ConfigError(f"{where}: unsupported setting type {kind_name}")  # pragma: no cover
+
+
+def _apply(section_name: str, current: Any, values: Mapping[str, Any], origin: str, from_env: bool) -> Any:
+    known = {f.name: f for f in fields(current)}
+    changes: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"{origin}: unknown key [{section_name}] {key}")
+        where = f"{origin}: [{section_name}] {key}"
+        changes[key] = _coerce(where, known[key].type, value, from_env)
+    return replace(current, **changes)
+
+
+def config_path(explicit: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    if environ.get("CTL_CONFIG"):
+        return Path(environ["CTL_CONFIG"])
+    default = Path("ctl.toml")
+    return default if default.exists() else None
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    chosen = config_path(path, environ)
+    sections: dict[str, Any] = {name: kind() for name, kind in SECTIONS.items()}
+    source = "defaults"
+    if chosen is not None:
+        try:
+            data = tomllib.loads(chosen.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {chosen} does not exist") from None
+        except (OSError, UnicodeDecodeError) as error:
+            raise ConfigError(f"cannot read config file {chosen}: {error}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"config file {chosen} is not valid TOML: {error}") from None
+        for name, values in data.items():
+            if name not in SECTIONS or not isinstance(values, dict):
+                raise ConfigError(f"{chosen}: unknown section [{name}]")
+            sections[name] = _apply(name, sections[name], values, str(chosen), from_env=False)
+        source = str(chosen)
+    for variable, value in environ.items():
+        if not variable.startswith("CTL_") or variable == "CTL_CONFIG":
+            continue
+        rest = variable[4:].lower()
+        section_name, _, key = rest.partition("_")
+        if section_name not in SECTIONS:
+            continue  # CTL_* variables of other tools (e.g. CTL_SANDBOX_CACHE) are not ours
+        sections[section_name] = _apply(section_name, sections[section_name], {key: value}, variable, from_env=True)
+    settings = Settings(**sections, source=source)
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    try:
+        _check_values(settings)
+    except ValidationError as error:
+        raise ConfigError(f"{settings.source}: {error}") from None
+
+
+def _check_values(settings: Settings) -> None:
+    check_dial_pattern(settings.calls.client_dial, "{number}", "[calls] client_dial")
+    check_dial_pattern(settings.calls.operator_dial, "{extension}", "[calls] operator_dial")
+    check_node_name(settings.asterisk.node, "[asterisk] node")
+    for key in ("host", "username", "secret"):
+        check_header_value(getattr(settings.asterisk, key), f"[asterisk] {key}")
+    check_header_value(settings.calls.bridge_context, "[calls] bridge_context")
+    if settings.log.level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"[log] level: expected debug, info, warning or error, got {settings.log.level!r}")
+    if settings.log.format not in ("json", "text"):
+        raise ConfigError(f"[log] format: expected json or text, got {settings.log.format!r}")
+    if not 1 <= settings.asterisk.port <= 65535:
+        raise ConfigError(f"[asterisk] port: expected 1-65535, got {settings.asterisk.port}")
+    if settings.calls.ring_timeout < 1:
+        raise ConfigError("[calls] ring_timeout: expected at least 1 second")

@@ -1,0 +1,71 @@
+"""The one exception tree of ctl. Lower-layer errors are mapped into it at the edge.
+
+    CtlError                      anything ctl reports to a user (one line, exit code)
+    ├── ConfigError               bad config file, key or environment value       exit 2
+    ├── ValidationError           bad user input (number, extension, CSV row…)     exit 2
+    ├── DomainError               the request breaks a rule of the product         exit 4
+    │   ├── NotFound              unknown operator, project, call…                 exit 4
+    │   └── Conflict              already exists / already in that state          exit 4
+    ├── StoreError                the database cannot be reached or is not migrated exit 5
+    └── SwitchError               the PBX side                                     exit 3
+        ├── SwitchUnreachable     cannot connect (refused, timeout, lost)
+        ├── AuthenticationFailed  the PBX refused our credentials
+        ├── ActionTimeout         an action got no reply in time
+        └── ActionFailed          the PBX answered with an error
+"""
+
+from __future__ import annotations
+
+
+class CtlError(Exception):
+    exit_code = 1
+    kind = "error"
+
+
+class ConfigError(CtlError):
+    exit_code = 2
+    kind = "config"
+
+
+class ValidationError(CtlError):
+    exit_code = 2
+    kind = "invalid"
+
+
+class DomainError(CtlError):
+    exit_code = 4
+    kind = "refused"
+
+
+class NotFound(DomainError):
+    kind = "not_found"
+
+
+class Conflict(DomainError):
+    kind = "conflict"
+
+
+class StoreError(CtlError):
+    exit_code = 5
+    kind = "store"
+
+
+class SwitchError(CtlError):
+    exit_code = 3
+    kind = "switch"
+
+
+class SwitchUnreachable(SwitchError):
+    kind = "unreachable"
+
+
+class AuthenticationFailed(SwitchError):
+    kind = "auth"
+
+
+class ActionTimeout(SwitchError):
+    kind = "timeout"
+
+
+class ActionFailed(SwitchError):
+    kind = "action_failed"

@@ -1,0 +1,350 @@
+"""Calls: placing click-to-call bridges, and keeping the calls table in step with the PBX.
+
+`place_bridge_call` checks everything it can before the first row is written or
+the first frame is sent. `CallTracker` follows the PBX-neutral events of one
+switch: a call is the PBX's grouping of channels (Asterisk Linkedid) and moves
+forward only: created → ringing → answered → bridged → ended. When the store
+and the PBX disagree, the PBX wins: after every (re)connect the tracker takes a
+snapshot of the live channels and ends the calls that are gone.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ctl import events as ev
+from ctl.config import Settings
+from ctl.errors import DomainError, SwitchError, ValidationError
+from ctl.model import CallState, ChannelInfo, ChannelState, Direction, HangupCause, OriginateRequest
+from ctl.services.directory import get_operator, get_project
+from ctl.store.engine import Store
+from ctl.store.models import Call, Operator
+from ctl.switch import Switch
+from ctl.validation import normalise_number
+
+log = logging.getLogger("ctl.calls")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_call_id() -> str:
+    """A PBX channel id chosen by ctl: the first leg's Uniqueid, hence the call's Linkedid."""
+    return f"ctl-{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class PlacedCall:
+    id: int
+    pbx_call_id: str
+    operator: str
+    number: str
+
+
+async def place_bridge_call(store: Store, switch: Switch, settings: Settings, operator_extension: str,
+                            number: str, project_name: str | None) -> PlacedCall:
+    """Ring the operator; when they answer, the dialplan dials the client and bridges them."""
+    number = normalise_number(number, "--to")
+    client_dial = settings.calls.client_dial.replace("{number}", number)
+    with store.transaction() as session:
+        operator = get_operator(session, operator_extension)
+        project_id = None
+        if project_name is not None:
+            project = get_project(session, project_name)
+            if project.members and operator not in project.members:
+                raise DomainError(f"operator {operator.extension} is not a member of project {project.name!r}")
+            project_id = project.id
+        operator_dial = operator.dial_string
+        operator_id = operator.id
+    await switch.connect()
+    try:
+        available = await switch.device_available(operator_dial)
+        if available is False:
+            raise DomainError(f"operator {operator_extension}'s phone ({operator_dial}) is not reachable: "
+                              "not registered or unavailable")
+        call_id = new_call_id()
+        with store.transaction() as session:
+            call = Call(node=switch.node, pbx_call_id=call_id, project_id=project_id, operator_id=operator_id,
+                        client_number=number, direction=Direction.OUTBOUND.value, state=CallState.CREATED.value)
+            session.add(call)
+            session.flush()
+            row_id = call.id
+        request = OriginateRequest(
+            channel=operator_dial, channel_id=call_id, context=settings.calls.bridge_context,
+            caller_id=f'"{number}" <{number}>', timeout=settings.calls.ring_timeout,
+            # CTL_RING_TIMEOUT here overrides the dialplan's global for this call.
+            variables=(("CTL_CLIENT_DIAL", client_dial), ("CTL_RING_TIMEOUT", str(settings.calls.ring_timeout)),
+                       ("CTL_CALL_ID", str(row_id))),
+        )
+        try:
+            await switch.originate(request)
+        except SwitchError as error:
+            with store.transaction() as session:
+                failed = session.get(Call, row_id)
+                if failed is not None:
+                    _end(failed, _now(), HangupCause.FAILED, None)
+            log.warning("originate failed", extra={"fields": {"call": row_id, "error": str(error)}})
+            raise
+        return PlacedCall(row_id, call_id, operator_extension, number)
+    finally:
+        await switch.close()
+
+
+def _end(call: Call, at: datetime, cause: HangupCause, code: int | None) -> None:
+    call.state = CallState.ENDED.value
+    call.ended_at = at
+    call.hangup_cause = cause.value
+    call.hangup_cause_code = code if code is not None else cause.q850
+
+
+# ---------------------------------------------------------------------------
+# Tracking
+# ---------------------------------------------------------------------------
+@dataclass
+class _Channel:
+    name: str
+    endpoint: str | None
+    state: ChannelState = ChannelState.DOWN
+    bridge_id: str | None = None
+
+
+@dataclass
+class _LiveCall:
+    row_id: int
+    channels: dict[str, _Channel] = field(default_factory=dict)
+    state: CallState = CallState.CREATED
+    dial_failure: HangupCause | None = None
+    first_hangup: tuple[HangupCause, int | None] | None = None
+
+
+class CallTracker:
+    """Applies one switch's events to the calls table. One short transaction per event."""
+
+    def __init__(self, store: Store, switch: Switch, settings: Settings) -> None:
+        self.store = store
+        self.switch = switch
+        self.node = switch.node
+        self.trunks = set(settings.asterisk.trunks)
+        self.live: dict[str, _LiveCall] = {}
+
+    async def handle(self, event: ev.Event) -> None:
+        if isinstance(event, ev.SwitchConnected):
+            await self.reconcile()
+        elif isinstance(event, ev.ChannelCreated):
+            self._channel_created(event)
+        elif isinstance(event, ev.ChannelStateChanged):
+            self._state_changed(event)
+        elif isinstance(event, ev.DialStarted):
+            self._dial_started(event)
+        elif isinstance(event, ev.DialEnded):
+            self._dial_ended(event)
+        elif isinstance(event, ev.ChannelEnteredBridge):
+            self._entered_bridge(event)
+        elif isinstance(event, ev.ChannelLeftBridge):
+            self._left_bridge(event)
+        elif isinstance(event, ev.ChannelHungUp):
+            self._hung_up(event)
+        elif isinstance(event, ev.OriginateFailed):
+            self._originate_failed(event)
+
+    # -- helpers -------------------------------------------------------------------
+    def _operator_by_endpoint(self, session: Session, endpoint: str | None) -> Operator | None:
+        if endpoint is None or endpoint in self.trunks:
+            return None
+        return session.scalar(select(Operator).where(Operator.extension == endpoint))
+
+    def _row(self, session: Session, call_id: str) -> Call | None:
+        return session.scalar(select(Call).where(Call.node == self.node, Call.pbx_call_id == call_id))
+
+    def _open_call(self, session: Session, call_id: str, first_endpoint: str | None,
+                   caller_number: str | None, at: datetime) -> Call:
+        call = self._row(session, call_id)
+        if call is None:
+            inbound = first_endpoint in self.trunks
+            call = Call(node=self.node, pbx_call_id=call_id, created_at=at, state=CallState.CREATED.value,
+                        direction=(Direction.INBOUND if inbound else Direction.INTERNAL).value,
+                        client_number=caller_number if inbound else None)
+            session.add(call)
+            session.flush()
+            log.info("call created", extra={"fields": {"call": call.id, "pbx_call_id": call_id,
+                                                       "direction": call.direction}})
+        return call
+
+    def _advance(self, live: _LiveCall, call: Call, state: CallState, at: datetime) -> None:
+        if state.rank <= CallState(call.state).rank:
+            return
+        if state in (CallState.ANSWERED, CallState.BRIDGED) and call.answered_at is None:
+            call.answered_at = at
+        if state is CallState.BRIDGED:
+            call.bridged_at = at
+        call.state = state.value
+        live.state = state
+        log.info("call %s", state.value, extra={"fields": {"call": call.id, "pbx_call_id": call.pbx_call_id}})
+
+    def _attach_channel(self, session: Session, call: Call, endpoint: str | None) -> None:
+        """A leg joined: learn the operator, or that the call reaches a client."""
+        if endpoint in self.trunks and call.direction == Direction.INTERNAL.value:
+            call.direction = Direction.OUTBOUND.value
+        if call.operator_id is None:
+            operator = self._operator_by_endpoint(session, endpoint)
+            if operator is not None:
+                call.operator_id = operator.id
+
+    # -- events --------------------------------------------------------------------
+    def _channel_created(self, event: ev.ChannelCreated) -> None:
+        with self.store.transaction() as session:
+            live = self.live.get(event.call_id)
+            if live is None:
+                call = self._open_call(session, event.call_id, event.endpoint, event.caller_number, event.at)
+                live = self.live[event.call_id] = _LiveCall(call.id, state=CallState(call.state))
+            else:
+                found = session.get(Call, live.row_id)
+                if found is None:
+                    return
+                call = found
+            live.channels[event.channel_id] = _Channel(event.name, event.endpoint)
+            self._attach_channel(session, call, event.endpoint)
+
+    def _state_changed(self, event: ev.ChannelStateChanged) -> None:
+        live = self.live.get(event.call_id)
+        if live is None or event.channel_id not in live.channels:
+            return
+        live.channels[event.channel_id].state = event.state
+        target = None
+        if event.state is ChannelState.RINGING:
+            target = CallState.RINGING
+        elif event.state is ChannelState.UP and event.channel_id != event.call_id:
+            # The first leg (Uniqueid == Linkedid) going up is the caller's side or,
+            # on a click-to-call, the operator picking up: not the call answered.
+            target = CallState.ANSWERED
+        if target is None or target.rank <= live.state.rank:
+            return
+        with self.store.transaction() as session:
+            call = session.get(Call, live.row_id)
+            if call is not None:
+                self._advance(live, call, target, event.at)
+
+    def _dial_started(self, event: ev.DialStarted) -> None:
+        live = self.live.get(event.call_id)
+        if live is None:
+            return
+        number, _, trunk = event.dial_string.partition("@")
+        if trunk not in self.trunks:
+            return
+        with self.store.transaction() as session:
+            call = session.get(Call, live.row_id)
+            if call is None:
+                return
+            if call.direction == Direction.INTERNAL.value:
+                call.direction = Direction.OUTBOUND.value
+            if call.client_number is None:
+                try:
+                    call.client_number = normalise_number(number)
+                except ValidationError:  # a dialed string that is no number: keep none
+                    log.debug("dialed %r is not a client number", number)
+
+    def _dial_ended(self, event: ev.DialEnded) -> None:
+        live = self.live.get(event.call_id)
+        if live is not None and event.cause is not None:
+            live.dial_failure = event.cause
+
+    def _entered_bridge(self, event: ev.ChannelEnteredBridge) -> None:
+        live = self.live.get(event.call_id)
+        if live is None or event.channel_id not in live.channels:
+            return
+        live.channels[event.channel_id].bridge_id = event.bridge_id
+        together = sum(1 for channel in live.channels.values() if channel.bridge_id == event.bridge_id)
+        if together >= 2 and live.state.rank < CallState.BRIDGED.rank:
+            with self.store.transaction() as session:
+                call = session.get(Call, live.row_id)
+                if call is not None:
+                    self._advance(live, call, CallState.BRIDGED, event.at)
+
+    def _left_bridge(self, event: ev.ChannelLeftBridge) -> None:
+        live = self.live.get(event.call_id)
+        if live is not None and event.channel_id in live.channels:
+            live.channels[event.channel_id].bridge_id = None
+
+    def _hung_up(self, event: ev.ChannelHungUp) -> None:
+        live = self.live.get(event.call_id)
+        if live is None:
+            return
+        live.channels.pop(event.channel_id, None)
+        if live.first_hangup is None:
+            live.first_hangup = (event.cause, event.cause_code)
+        if live.channels:
+            return
+        del self.live[event.call_id]
+        if live.dial_failure is not None and live.state.rank < CallState.ANSWERED.rank:
+            cause, code = live.dial_failure, None
+        else:
+            cause, code = live.first_hangup
+        with self.store.transaction() as session:
+            call = session.get(Call, live.row_id)
+            if call is not None and call.state != CallState.ENDED.value:
+                _end(call, event.at, cause, code)
+                log.info("call ended", extra={"fields": {"call": call.id, "pbx_call_id": call.pbx_call_id,
+                                                         "cause": cause.value, "cause_code": call.hangup_cause_code}})
+
+    def _originate_failed(self, event: ev.OriginateFailed) -> None:
+        """No leg was ever created (e.g. the operator's phone has no contact)."""
+        live = self.live.get(event.channel_id)
+        if live is not None and live.channels:
+            return  # legs exist: their hangups end the call
+        self.live.pop(event.channel_id, None)
+        with self.store.transaction() as session:
+            call = self._row(session, event.channel_id)
+            if call is not None and call.state != CallState.ENDED.value:
+                _end(call, event.at, event.cause, None)
+                log.info("call failed", extra={"fields": {"call": call.id, "reason": event.reason}})
+
+    # -- reconciliation ------------------------------------------------------------------
+    async def reconcile(self) -> None:
+        """After a (re)connect: the PBX's live channels are the truth."""
+        try:
+            snapshot = await self.switch.channels()
+        except SwitchError as error:
+            log.warning("reconciliation skipped: %s", error)
+            return
+        self.apply_snapshot(snapshot, _now())
+
+    def apply_snapshot(self, snapshot: list[ChannelInfo], at: datetime) -> None:
+        groups: dict[str, list[ChannelInfo]] = {}
+        for info in snapshot:
+            groups.setdefault(info.call_id, []).append(info)
+        ended = created = 0
+        with self.store.transaction() as session:
+            open_calls = session.scalars(select(Call).where(Call.node == self.node,
+                                                            Call.state != CallState.ENDED.value))
+            for call in open_calls:
+                if call.pbx_call_id not in groups:
+                    _end(call, at, HangupCause.LOST, None)
+                    ended += 1
+            self.live = {}
+            for call_id, infos in groups.items():
+                infos.sort(key=lambda info: info.channel_id != call_id)  # first leg first
+                existed = self._row(session, call_id) is not None
+                call = self._open_call(session, call_id, infos[0].endpoint, infos[0].caller_number, at)
+                created += not existed
+                live = self.live[call_id] = _LiveCall(call.id, state=CallState(call.state))
+                for info in infos:
+                    live.channels[info.channel_id] = _Channel(info.name, info.endpoint, info.state, info.bridge_id)
+                    self._attach_channel(session, call, info.endpoint)
+                    if info.endpoint in self.trunks and call.client_number is None and info.dialed:
+                        call.client_number = info.dialed
+                bridges = [c.bridge_id for c in live.channels.values() if c.bridge_id]
+                if any(bridges.count(b) >= 2 for b in bridges):
+                    self._advance(live, call, CallState.BRIDGED, at)
+                elif any(c.state is ChannelState.UP for i, c in live.channels.items() if i != call_id):
+                    self._advance(live, call, CallState.ANSWERED, at)
+                elif any(c.state is ChannelState.RINGING for c in live.channels.values()):
+                    self._advance(live, call, CallState.RINGING, at)
+        log.info("reconciled with the PBX", extra={"fields": {"live_calls": len(groups), "ended": ended,
+                                                              "discovered": created}})

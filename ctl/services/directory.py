@@ -1,0 +1,100 @@
+"""Operators and projects: who may be rung, and what they work on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from ctl.config import CallSettings
+from ctl.errors import Conflict, NotFound, ValidationError
+from ctl.store.models import Operator, Project, ResultCode
+from ctl.validation import check_dial_string, check_extension, check_result_code, check_role, check_text
+
+
+@dataclass(frozen=True)
+class ResultCodeSpec:
+    code: str
+    label: str
+    successful: bool
+
+    @classmethod
+    def parse(cls, text: str) -> ResultCodeSpec:
+        """CODE[:LABEL][:success] — e.g. `sale:Sale made:success`, `callback:Call back later`."""
+        parts = text.split(":")
+        successful = len(parts) > 1 and parts[-1].strip().lower() in ("success", "successful", "yes")
+        if successful:
+            parts = parts[:-1]
+        if len(parts) > 2:
+            raise ValidationError(f"result code {text!r}: expected CODE[:LABEL][:success]")
+        code = check_result_code(parts[0])
+        label = check_text(parts[1] if len(parts) > 1 else code, f"result code {code} label", 200)
+        return cls(code, label, successful)
+
+
+def get_operator(session: Session, extension: str) -> Operator:
+    operator = session.scalar(select(Operator).where(Operator.extension == check_extension(extension)))
+    if operator is None:
+        raise NotFound(f"no operator with extension {extension}")
+    return operator
+
+
+def add_operator(session: Session, calls: CallSettings, extension: str, name: str, role: str,
+                 dial_string: str | None) -> Operator:
+    extension = check_extension(extension)
+    operator = Operator(
+        extension=extension,
+        name=check_text(name, "name", 200),
+        role=check_role(role),
+        dial_string=check_dial_string(dial_string or calls.operator_dial.replace("{extension}", extension)),
+    )
+    if session.scalar(select(Operator.id).where(Operator.extension == extension)) is not None:
+        raise Conflict(f"operator {extension} already exists")
+    session.add(operator)
+    session.flush()
+    return operator
+
+
+def list_operators(session: Session) -> list[Operator]:
+    return list(session.scalars(select(Operator).order_by(Operator.extension)))
+
+
+def remove_operator(session: Session, extension: str) -> Operator:
+    operator = get_operator(session, extension)
+    session.delete(operator)
+    return operator
+
+
+def get_project(session: Session, name: str) -> Project:
+    project = session.scalar(select(Project).where(Project.name == name.strip())
+                             .options(selectinload(Project.result_codes), selectinload(Project.members)))
+    if project is None:
+        raise NotFound(f"no project named {name!r}")
+    return project
+
+
+def add_project(session: Session, name: str, script: str, result_codes: list[ResultCodeSpec],
+                member_extensions: list[str]) -> Project:
+    name = check_text(name, "project name", 100)
+    codes = [spec.code for spec in result_codes]
+    duplicates = sorted({code for code in codes if codes.count(code) > 1})
+    if duplicates:
+        raise ValidationError(f"result code {duplicates[0]!r} given twice")
+    members = [get_operator(session, extension) for extension in dict.fromkeys(member_extensions)]
+    if session.scalar(select(Project.id).where(Project.name == name)) is not None:
+        raise Conflict(f"project {name!r} already exists")
+    project = Project(
+        name=name,
+        script=check_text(script, "script", 100_000, allow_newlines=True, required=False),
+        result_codes=[ResultCode(code=s.code, label=s.label, successful=s.successful) for s in result_codes],
+        members=members,
+    )
+    session.add(project)
+    session.flush()
+    return project
+
+
+def list_projects(session: Session) -> list[Project]:
+    return list(session.scalars(select(Project).order_by(Project.name)
+                                .options(selectinload(Project.result_codes), selectinload(Project.members))))

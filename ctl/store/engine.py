@@ -1,0 +1,128 @@
+"""Engines and sessions; schema version checks and upgrades through Alembic."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from ctl.errors import ConfigError, StoreError
+
+
+def migrations_dir() -> Path:
+    module = importlib.import_module("ctl.migrations")
+    assert module.__file__ is not None
+    return Path(module.__file__).parent
+
+
+def alembic_config(url: str) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets `ctl serve` write while CLI commands read; busy_timeout makes
+    # concurrent writers wait instead of failing at once.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
+    except (ArgumentError, NoSuchModuleError, ValueError) as error:
+        raise ConfigError(f"[database] url: cannot use {safe_url(url)!r}: {error}") from None
+    except ImportError as error:
+        raise ConfigError(f"[database] url: the database driver is not installed ({error.name})") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def safe_url(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable url>"
+
+
+def head_revision() -> str:
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as error:
+        raise StoreError(f"cannot open the store at {safe_url(str(engine.url))}: {_first_line(error)}") from None
+
+
+def ensure_migrated(engine: Engine) -> None:
+    current = current_revision(engine)
+    if current != head_revision():
+        state = "is empty" if current is None else f"is at revision {current}"
+        raise StoreError(f"the store at {safe_url(str(engine.url))} {state}; run `ctl db upgrade` first")
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    try:
+        command.upgrade(alembic_config(url), revision)
+    except OperationalError as error:
+        raise StoreError(f"cannot upgrade the store at {safe_url(url)}: {_first_line(error)}") from None
+
+
+def _first_line(error: SQLAlchemyError) -> str:
+    original = getattr(error, "orig", None)
+    return (str(original or error).strip().splitlines() or ["unknown error"])[0]
+
+
+class Store:
+    """The engine plus a session factory; `transaction()` is the unit of work."""
+
+    def __init__(self, url: str, check_schema: bool = True) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        if check_schema:
+            ensure_migrated(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """One short transaction: commit on success, roll back on any error."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except OperationalError as error:
+            session.rollback()
+            raise StoreError(f"store error: {_first_line(error)}") from None
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,221 @@
+"""The store's tables, as SQLAlchemy 2 typed models.
+
+Times are stored in UTC (naive in SQLite, `timestamp with time zone` in
+PostgreSQL) and always come back timezone-aware. Enumerated columns are plain
+strings guarded by CHECK constraints, so adding a value is a small migration
+and both SQLite and PostgreSQL enforce them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+ROLES = ("owner", "admin", "supervisor", "operator")
+OPERATOR_STATUSES = ("offline", "available", "break", "dnd", "talking", "wrap_up", "suspended")
+CALL_STATES = ("created", "ringing", "answered", "bridged", "ended")
+DIRECTIONS = ("outbound", "inbound", "internal")
+MONITOR_MODES = ("listen", "whisper", "barge")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _in(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out, on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: dict[Any, Any] = {datetime: UTCDateTime()}
+
+
+project_members = Table(
+    "project_members",
+    Base.metadata,
+    Column("project_id", ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True),
+    Column("operator_id", ForeignKey("operators.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Operator(Base):
+    """A person with a phone: operator, supervisor, admin or owner."""
+
+    __tablename__ = "operators"
+    __table_args__ = (
+        CheckConstraint(_in("role", ROLES), name="role"),
+        CheckConstraint(_in("status", OPERATOR_STATUSES), name="status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    extension: Mapped[str] = mapped_column(String(16), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16), default="operator")
+    dial_string: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="offline", server_default="offline")
+    status_reason: Mapped[str | None] = mapped_column(String(200))
+    status_changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    projects: Mapped[list[Project]] = relationship(secondary=project_members, back_populates="members")
+
+
+class Project(Base):
+    """A campaign or line of business: its script, its result codes, its operators."""
+
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    script: Mapped[str] = mapped_column(Text, default="", server_default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    result_codes: Mapped[list[ResultCode]] = relationship(
+        back_populates="project", cascade="all, delete-orphan", order_by="ResultCode.code")
+    members: Mapped[list[Operator]] = relationship(
+        secondary=project_members, back_populates="projects", order_by="Operator.extension")
+
+
+class ResultCode(Base):
+    """A disposition an operator may record after a project call."""
+
+    __tablename__ = "project_result_codes"
+    __table_args__ = (UniqueConstraint("project_id", "code"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(200))
+    successful: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    project: Mapped[Project] = relationship(back_populates="result_codes")
+
+
+class Call(Base):
+    """One call as the PBX groups it (Asterisk Linkedid), from first ring to hangup."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        UniqueConstraint("node", "pbx_call_id"),
+        CheckConstraint(_in("state", CALL_STATES), name="state"),
+        CheckConstraint(_in("direction", DIRECTIONS), name="direction"),
+        Index("ix_calls_state", "state"),
+        Index("ix_calls_operator_created", "operator_id", "created_at"),
+        Index("ix_calls_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node: Mapped[str] = mapped_column(String(64))
+    pbx_call_id: Mapped[str] = mapped_column(String(128))
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"))
+    operator_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id", ondelete="SET NULL"))
+    client_number: Mapped[str | None] = mapped_column(String(32))
+    direction: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), default="created")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    answered_at: Mapped[datetime | None]
+    bridged_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    hangup_cause: Mapped[str | None] = mapped_column(String(32))
+    hangup_cause_code: Mapped[int | None] = mapped_column(Integer)
+    result: Mapped[str | None] = mapped_column(String(64))
+    comment: Mapped[str | None] = mapped_column(Text)
+    review: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    recording_path: Mapped[str | None] = mapped_column(String(500))
+
+    project: Mapped[Project | None] = relationship()
+    operator: Mapped[Operator | None] = relationship()
+
+
+class MonitorSession(Base):
+    """A supervisor listening, whispering or barging into an operator's call.
+
+    At most one active session per call: the partial unique index below holds it
+    for every controller sharing the store, whatever races them.
+    """
+
+    __tablename__ = "monitor_sessions"
+    __table_args__ = (
+        CheckConstraint(_in("mode", MONITOR_MODES), name="mode"),
+        Index("uq_monitor_sessions_active_call", "call_id", unique=True,
+              sqlite_where=text("ended_at IS NULL"), postgresql_where=text("ended_at IS NULL")),
+        Index("ix_monitor_sessions_started_at", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node: Mapped[str] = mapped_column(String(64))
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    supervisor_id: Mapped[int] = mapped_column(ForeignKey("operators.id", ondelete="CASCADE"))
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id", ondelete="CASCADE"))
+    mode: Mapped[str] = mapped_column(String(16))
+    follow: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    spy_channel_id: Mapped[str | None] = mapped_column(String(128))
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    attached_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+    end_reason: Mapped[str | None] = mapped_column(String(64))
+
+    mode_changes: Mapped[list[MonitorModeChange]] = relationship(
+        back_populates="session", cascade="all, delete-orphan", order_by="MonitorModeChange.changed_at")
+
+
+class MonitorModeChange(Base):
+    __tablename__ = "monitor_mode_changes"
+    __table_args__ = (CheckConstraint(_in("mode", MONITOR_MODES), name="mode"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("monitor_sessions.id", ondelete="CASCADE"))
+    mode: Mapped[str] = mapped_column(String(16))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    source: Mapped[str] = mapped_column(String(16))  # cli, dtmf, pbx
+
+    session: Mapped[MonitorSession] = relationship(back_populates="mode_changes")

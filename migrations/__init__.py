@@ -1,0 +1,1 @@
+"""Alembic migrations of ctl's store (installed as the package ctl.migrations)."""

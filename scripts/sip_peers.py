@@ -1,0 +1,208 @@
+"""Real SIP peers for ctl's tests and demo: a REGISTER client and sipp phones.
+
+Standard library only. A phone is two parts: `register()` tells Asterisk
+where the phone is (Contact = the sipp process's port) with digest auth, and
+`SippPhone` answers, rejects or ignores the INVITEs that arrive there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SCENARIOS = Path(__file__).resolve().parent / "sipp"
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A free loopback port (kind 2 = UDP, 1 = TCP)."""
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free for both UDP and TCP (sipp media uses port and port+2)."""
+    found: list[int] = []
+    while len(found) < count:
+        # Linux gives bind(0) odd ports (connect takes even ones): step to the even neighbour.
+        port = free_port(socket.SOCK_STREAM)
+        port += port % 2
+        if port + 3 > 65535:
+            continue
+        try:
+            for offset in range(4):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                    sock.bind(("127.0.0.1", port + offset))
+        except OSError:
+            continue
+        if all(abs(port - other) > 4 for other in found):
+            found.append(port)
+    return found
+
+
+def _digest(user: str, password: str, realm: str, nonce: str, method: str, uri: str,
+            qop: str | None, cnonce: str, nc: str) -> str:
+    def md5(text: str) -> str:
+        return hashlib.md5(text.encode()).hexdigest()
+
+    ha1 = md5(f"{user}:{realm}:{password}")
+    ha2 = md5(f"{method}:{uri}")
+    if qop:
+        return md5(f"{ha1}:{nonce}:{nc}:{cnonce}:{qop}:{ha2}")
+    return md5(f"{ha1}:{nonce}:{ha2}")
+
+
+def register(server: tuple[str, int], user: str, password: str, contact_port: int,
+             expires: int = 300, timeout: float = 5.0) -> int:
+    """REGISTER `user` at `server` with Contact 127.0.0.1:contact_port; return the final status."""
+    host, port = server
+    uri = f"sip:{host}:{port}"
+    call_id = secrets.token_hex(8)
+    tag = secrets.token_hex(4)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(timeout)
+        local_port = sock.getsockname()[1]
+        authorization = ""
+        for cseq in (1, 2):
+            branch = "z9hG4bK" + secrets.token_hex(6)
+            request = (
+                f"REGISTER {uri} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch={branch};rport\r\n"
+                f"Max-Forwards: 70\r\n"
+                f"From: <sip:{user}@{host}>;tag={tag}\r\n"
+                f"To: <sip:{user}@{host}>\r\n"
+                f"Call-ID: {call_id}\r\n"
+                f"CSeq: {cseq} REGISTER\r\n"
+                f"Contact: <sip:{user}@127.0.0.1:{contact_port}>\r\n"
+                f"Expires: {expires}\r\n"
+                f"{authorization}"
+                f"User-Agent: ctl-test-phone\r\n"
+                f"Content-Length: 0\r\n\r\n"
+            )
+            sock.sendto(request.encode(), server)
+            while True:
+                data = sock.recv(65535).decode(errors="replace")
+                status = int(data.split(" ", 2)[1])
+                if status >= 200:
+                    break
+            if status != 401:
+                return status
+            challenge = re.search(r"^WWW-Authenticate:\s*Digest\s+(.*)$", data, re.M | re.I)
+            if challenge is None:
+                return status
+            params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge.group(1)))
+            qop = "auth" if "auth" in params.get("qop", "").split(",") else None
+            cnonce, nc = secrets.token_hex(4), "00000001"
+            response = _digest(user, password, params["realm"], params["nonce"], "REGISTER", uri, qop, cnonce, nc)
+            authorization = (
+                f'Authorization: Digest username="{user}", realm="{params["realm"]}", '
+                f'nonce="{params["nonce"]}", uri="{uri}", response="{response}", algorithm=MD5'
+                + (f', qop={qop}, cnonce="{cnonce}", nc={nc}' if qop else "")
+                + (f', opaque="{params["opaque"]}"' if "opaque" in params else "")
+                + "\r\n"
+            )
+        return status
+
+
+def make_tone(path: Path, frequency: float, seconds: float = 2.0) -> Path:
+    """Raw 8 kHz mu-law sine, as sipp's rtp_stream plays it."""
+    if not path.exists():
+        subprocess.run(["sox", "-n", "-r", "8000", "-c", "1", "-t", "ul", str(path),
+                        "synth", str(seconds), "sine", str(frequency), "vol", "0.5"], check=True)
+    return path
+
+
+@dataclass
+class SippPhone:
+    """One sipp process acting as a phone (or as the clients' network) on 127.0.0.1:port."""
+
+    scenario: str  # answer | busy | noanswer
+    port: int
+    media_port: int
+    workdir: Path
+    ring_ms: int = 300
+    hold_ms: int = 4000
+    # Asterisk's qualify OPTIONS arrive as calls of their own (the scenarios
+    # answer them), so by default there is no call limit: the test stops the phone.
+    calls: int | None = None
+    tone: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> SippPhone:
+        if not _udp_port_free(self.port):
+            raise RuntimeError(f"UDP port {self.port} is already in use: cannot start a phone there")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        tone = self.tone or make_tone(self.workdir / "tone-440.ulaw", 440)
+        # sipp substitutes -key values only in message text, not in attributes
+        # such as a pause's length: fill the scenario's tokens here instead.
+        template = (SCENARIOS / f"uas_{self.scenario}.xml").read_text()
+        scenario = self.workdir / f"uas_{self.scenario}_{self.port}.xml"
+        scenario.write_text(template.replace("@RING_MS@", str(self.ring_ms))
+                            .replace("@HOLD_MS@", str(self.hold_ms)).replace("@TONE@", str(tone)))
+        command = [
+            "sipp", "-sf", str(scenario),
+            "-i", "127.0.0.1", "-p", str(self.port),
+            "-mi", "127.0.0.1", "-mp", str(self.media_port),
+            "-aa", "-nostdin", "-trace_err",
+        ]
+        if self.calls is not None:
+            command += ["-m", str(self.calls)]
+        log = open(self.workdir / f"sipp-{self.port}.log", "ab")
+        self.process = subprocess.Popen(command, cwd=self.workdir, stdin=subprocess.DEVNULL,
+                                        stdout=log, stderr=subprocess.STDOUT)
+        _wait_udp_bound(self.port, self.process)
+        return self
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def _udp_port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _wait_udp_bound(port: int, process: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"sipp on port {port} exited with {process.returncode}")
+        if not _udp_port_free(port):
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"sipp did not bind port {port}")
+
+
+def secrets_of(state: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for line in (state / "secrets").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key] = value
+    return values
+
+
+if __name__ == "__main__":  # pragma: no cover - manual check
+    print(free_ports(int(os.environ.get("N", "3"))))

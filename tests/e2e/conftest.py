@@ -1,0 +1,231 @@
+"""End-to-end fixtures: a real Asterisk 22 from scripts/asterisk_sandbox.py, real SIP phones
+(sipp) registered with digest auth, and `ctl` run as its console script.
+
+Everything listens on 127.0.0.1 on free ports, so an Asterisk already running on
+the machine never collides. Nothing here is skipped: if the sandbox cannot be
+built or started, the tests fail and say why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from asterisk_sandbox import DEFAULTS, Instance
+from sip_peers import SippPhone, free_port, free_ports, register, secrets_of
+
+from ctl.store.engine import Store, upgrade
+from tests.conftest import REPO, wait_for
+
+CTL = str(REPO / ".venv" / "bin" / "ctl")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@dataclass
+class Sandbox:
+    instance: Instance
+    settings: dict[str, str]
+
+    @property
+    def sip(self) -> tuple[str, int]:
+        return "127.0.0.1", int(self.settings["SIP_PORT"])
+
+    @property
+    def ami_port(self) -> int:
+        return int(self.settings["AMI_PORT"])
+
+    @property
+    def clients_port(self) -> int:
+        return int(self.settings["CLIENTS_PORT"])
+
+    def secret(self, name: str) -> str:
+        return secrets_of(self.instance.state)[name]
+
+    def rx(self, command: str) -> str:
+        return self.instance.rx(command).stdout
+
+    def restart(self) -> None:
+        self.instance.stop()
+        self.instance.start(self.settings)
+
+    def live_channels(self) -> int:
+        out = self.rx("core show channels count")
+        for line in out.splitlines():
+            if "active channel" in line:
+                return int(line.split()[0])
+        raise AssertionError(f"unexpected output: {out!r}")
+
+
+def start_sandbox(state: Path) -> Sandbox:
+    sip, ami, clients = (free_port(), free_port(kind=1), free_port())
+    rtp_start = random.randrange(40000, 58000, 200)
+    settings = {**DEFAULTS, "SIP_PORT": str(sip), "AMI_PORT": str(ami), "CLIENTS_PORT": str(clients),
+                "RTP_START": str(rtp_start), "RTP_END": str(rtp_start + 199), "SYSTEM_NAME": "ctl-e2e"}
+    instance = Instance(state)
+    instance.start(settings)
+    return Sandbox(instance, settings)
+
+
+@pytest.fixture(scope="session")
+def asterisk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    sandbox = start_sandbox(tmp_path_factory.mktemp("asterisk"))
+    yield sandbox
+    sandbox.instance.stop()
+
+
+@dataclass
+class Phones:
+    """Registers operator/supervisor phones and plays the clients' network, all with sipp."""
+
+    sandbox: Sandbox
+    workdir: Path
+    started: list[SippPhone] = field(default_factory=list)
+
+    def phone(self, extension: str, scenario: str = "answer", **options: Any) -> SippPhone:
+        port, media = free_ports(2)
+        phone = SippPhone(scenario, port, media, self.workdir, **options).start()
+        self.started.append(phone)
+        self.register(extension, port)
+        return phone
+
+    def register(self, extension: str, port: int) -> None:
+        status = register(self.sandbox.sip, extension, self.sandbox.secret(extension), port)
+        assert status == 200, f"REGISTER {extension} answered {status}"
+        contact = f"{extension}/sip:{extension}@127.0.0.1:{port}"
+        wait_for(lambda: "Avail " in self.sandbox.rx(f"pjsip show contact {contact}"),
+                 message=f"phone {extension} reachable")
+
+    def unregister(self, extension: str, port: int) -> None:
+        register(self.sandbox.sip, extension, self.sandbox.secret(extension), port, expires=0)
+
+    def clients(self, scenario: str = "answer", **options: Any) -> SippPhone:
+        (media,) = free_ports(1)
+        phone = SippPhone(scenario, self.sandbox.clients_port, media, self.workdir, **options).start()
+        self.started.append(phone)
+        return phone
+
+    def stop(self) -> None:
+        for phone in self.started:
+            phone.stop()
+
+
+@pytest.fixture
+def phones(asterisk: Sandbox, tmp_path: Path) -> Iterator[Phones]:
+    made = Phones(asterisk, tmp_path / "phones")
+    yield made
+    made.stop()
+
+
+@dataclass
+class CtlRunner:
+    """Runs the installed `ctl` console script against one store and one Asterisk."""
+
+    env: dict[str, str]
+    url: str
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([CTL, *args], env=self.env, capture_output=True, text=True, timeout=60)
+        if check and result.returncode != 0:
+            raise AssertionError(f"ctl {' '.join(args)} exited {result.returncode}: {result.stderr.strip()}")
+        return result
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "--json").stdout)
+
+    def calls(self) -> list[dict[str, Any]]:
+        return list(self.json("call", "list"))
+
+    def call(self, call_id: int) -> dict[str, Any]:
+        return dict(self.json("call", "show", str(call_id)))
+
+
+def ctl_environment(sandbox: Sandbox, url: str, **extra: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("CTL_")}
+    env.update({
+        "CTL_DATABASE_URL": url,
+        "CTL_ASTERISK_HOST": "127.0.0.1",
+        "CTL_ASTERISK_PORT": str(sandbox.ami_port),
+        "CTL_ASTERISK_USERNAME": "ctl",
+        "CTL_ASTERISK_SECRET": sandbox.secret("ami"),
+        "CTL_ASTERISK_NODE": "e2e",
+        "CTL_ASTERISK_RECONNECT_MAX": "2",
+        "CTL_LOG_FORMAT": "json",
+        "CTL_LOG_LEVEL": "info",
+    })
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def ctl(asterisk: Sandbox, tmp_path: Path) -> CtlRunner:
+    url = f"sqlite:///{tmp_path / 'ctl.db'}"
+    upgrade(url)
+    runner = CtlRunner(ctl_environment(asterisk, url, CTL_CALLS_RING_TIMEOUT="5"), url)
+    runner.run("operator", "add", "101", "--name", "Anna Operator")
+    runner.run("operator", "add", "102", "--name", "Boris Operator")
+    runner.run("operator", "add", "200", "--name", "Sam Supervisor", "--role", "supervisor")
+    runner.run("project", "add", "Sales", "--result", "sale:Sale:success", "--member", "101", "--member", "102")
+    return runner
+
+
+class Serve:
+    """`ctl serve` as a child process, its JSON log lines collected from a file."""
+
+    def __init__(self, runner: CtlRunner, log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = open(log_path, "w")
+        self.process = subprocess.Popen([CTL, "serve"], env=runner.env, stdout=self._log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL)
+
+    def lines(self) -> list[dict[str, Any]]:
+        entries = []
+        for line in self.log_path.read_text().splitlines():
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                entries.append({"msg": line})
+        return entries
+
+    def count(self, message: str) -> int:
+        return sum(1 for entry in self.lines() if entry.get("msg") == message)
+
+    def wait_log(self, message: str, times: int = 1, timeout: float = 15) -> None:
+        wait_for(lambda: self.process.poll() is None and self.count(message) >= times, timeout,
+                 message=f"serve to log {message!r} x{times}")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+@pytest.fixture
+def serve(ctl: CtlRunner, tmp_path: Path) -> Iterator[Serve]:
+    daemon = Serve(ctl, tmp_path / "serve.log")
+    daemon.wait_log("reconciled with the PBX")
+    yield daemon
+    code = daemon.stop()
+    assert code == 0, f"ctl serve exited {code} on SIGTERM; log: {daemon.log_path.read_text()[-2000:]}"
+
+
+def open_store(runner: CtlRunner) -> Store:
+    return Store(runner.url)

@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ctl.config import load_settings
+from ctl.errors import ConfigError
+
+
+def test_defaults_without_file_or_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={})
+    assert settings.database.url == "sqlite:///ctl.db"
+    assert settings.calls.client_dial == "PJSIP/{number}@clients"
+    assert settings.asterisk.port == 5038 and settings.source == "defaults"
+
+
+def test_file_then_environment_override(tmp_path: Path) -> None:
+    path = tmp_path / "ctl.toml"
+    path.write_text('[asterisk]\nhost = "10.0.0.5"\nport = 5039\ntrunks = ["carrier", "sbc"]\n'
+                    '[calls]\nring_timeout = 20\n')
+    settings = load_settings(path, environ={"CTL_ASTERISK_PORT": "6000", "CTL_ASTERISK_SECRET": "s3",
+                                            "CTL_DATABASE_URL": "postgresql+psycopg://u@h/db",
+                                            "CTL_ASTERISK_TRUNKS": "a, b", "CTL_SANDBOX_CACHE": "/x"})
+    assert settings.asterisk.host == "10.0.0.5"
+    assert settings.asterisk.port == 6000 and settings.asterisk.secret == "s3"
+    assert settings.asterisk.trunks == ("a", "b")
+    assert settings.calls.ring_timeout == 20
+    assert settings.database.url.startswith("postgresql")
+
+
+def test_ctl_config_variable_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "other.toml"
+    path.write_text('[log]\nformat = "text"\n')
+    assert load_settings(environ={"CTL_CONFIG": str(path)}).log.format == "text"
+
+
+@pytest.mark.parametrize(("text", "environ", "message"), [
+    ("[asterisk]\nprot = 1\n", {}, "unknown key [asterisk] prot"),
+    ("[astersk]\nport = 1\n", {}, "unknown section [astersk]"),
+    ("[asterisk]\nport = 'x'\n", {}, "[asterisk] port: expected int"),
+    ("[asterisk\n", {}, "not valid TOML"),
+    ("", {"CTL_ASTERISK_PORT": "abc"}, "CTL_ASTERISK_PORT: [asterisk] port: expected int"),
+    ("", {"CTL_ASTERISK_PORT": "70000"}, "expected 1-65535"),
+    ("", {"CTL_ASTERISK_NOPE": "1"}, "unknown key [asterisk] nope"),
+    ("", {"CTL_ASTERISK_SECRET": "a\r\nAction: Originate"}, "control characters"),
+    ("", {"CTL_CALLS_CLIENT_DIAL": "PJSIP/clients"}, "must contain {number} exactly once"),
+    ("", {"CTL_CALLS_CLIENT_DIAL": "PJSIP/{number}@clients,30"}, "is not a dial string"),
+    ("", {"CTL_LOG_LEVEL": "loud"}, "[log] level"),
+])
+def test_bad_settings_are_one_clear_error(tmp_path: Path, text: str, environ: dict[str, str], message: str) -> None:
+    path = tmp_path / "ctl.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path, environ=environ)
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", environ={})
