@@ -35,6 +35,7 @@ class ChannelCreated(Event):
     name: str
     endpoint: str | None
     caller_number: str | None
+    caller_name: str | None
     dialed: str | None
 
 

@@ -105,7 +105,8 @@ class ChannelInfo:
     state: ChannelState
     caller_number: str | None
     bridge_id: str | None
-    dialed: str | None = None  # what this channel asked for (exten)
+    dialed: str | None = None
+    caller_name: str | None = None  # what this channel asked for (exten)
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,7 @@ def _newchannel(m: Mapping[str, object], node: str, at: datetime) -> ev.Event:
     exten = _get(m, "Exten")
     return ev.ChannelCreated(node=node, at=at, call_id=_need(m, "Linkedid"), channel_id=_need(m, "Uniqueid"),
                              name=channel, endpoint=endpoint_of(channel), caller_number=_get(m, "CallerIDNum"),
-                             dialed=None if exten in (None, "s") else exten)
+                             caller_name=_get(m, "CallerIDName"), dialed=None if exten in (None, "s") else exten)
 
 
 def _newstate(m: Mapping[str, object], node: str, at: datetime) -> ev.Event | None:
@@ -188,4 +188,5 @@ def channel_info(m: Mapping[str, object]) -> ChannelInfo:
     exten = _get(m, "Exten")
     return ChannelInfo(call_id=_need(m, "Linkedid"), channel_id=_need(m, "Uniqueid"), name=channel,
                        endpoint=endpoint_of(channel), state=state, caller_number=_get(m, "CallerIDNum"),
-                       bridge_id=_get(m, "BridgeId"), dialed=None if exten in (None, "s") else exten)
+                       bridge_id=_get(m, "BridgeId"), dialed=None if exten in (None, "s") else exten,
+                       caller_name=_get(m, "CallerIDName"))

@@ -31,7 +31,7 @@ def test_newchannel_is_grouped_by_linkedid() -> None:
                          "Linkedid": "ctl-abc", "CallerIDNum": "<unknown>", "Exten": "s"}, "n1", AT)
     assert event == ev.ChannelCreated(node="n1", at=AT, call_id="ctl-abc", channel_id="u.2",
                                       name="PJSIP/clients-00000002", endpoint="clients", caller_number=None,
-                                      dialed=None)
+                                      caller_name=None, dialed=None)
 
 
 def test_states_hangup_and_dial_results() -> None:
