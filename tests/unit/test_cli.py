@@ -1,0 +1,104 @@
+"""The `ctl` command line, in process (CliRunner) on an SQLite store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from ctl.cli import cli
+
+
+@pytest.fixture
+def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    for key in [k for k in __import__("os").environ if k.startswith("CTL_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("CTL_DATABASE_URL", f"sqlite:///{tmp_path / 'ctl.db'}")
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(cli, list(args), catch_exceptions=False)
+
+    assert invoke("db", "upgrade").exit_code == 0
+    return invoke
+
+
+def test_operators_add_list_remove(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("operator", "add", "101", "--name", "Анна Петрова").exit_code == 0
+    added = run("operator", "add", "200", "--name", "Sam", "--role", "Supervisor", "--dial-string", "PJSIP/200@x",
+                "--json")
+    assert json.loads(added.output) == {"extension": "200", "name": "Sam", "role": "supervisor",
+                                        "dial_string": "PJSIP/200@x", "status": "offline"}
+    listed = json.loads(run("operator", "list", "--json").output)
+    assert [(o["extension"], o["dial_string"]) for o in listed] == [("101", "PJSIP/101"), ("200", "PJSIP/200@x")]
+    table = run("operator", "list").output
+    assert "Анна Петрова" in table and table.splitlines()[0].split()[:3] == ["EXTENSION", "NAME", "ROLE"]
+    assert run("operator", "remove", "101").exit_code == 0
+    assert [o["extension"] for o in json.loads(run("operator", "list", "--json").output)] == ["200"]
+
+
+@pytest.mark.parametrize(("args", "code", "message"), [
+    (["operator", "add", "101", "--name", "X", "--role", "king"], 2, "role: 'king' is not one of"),
+    (["operator", "add", "101", "--name", "X", "--dial-string", "PJSIP/1,30"], 2, "is not a dial string"),
+    (["operator", "add", "101", "--name", "  "], 2, "name: must not be empty"),
+    (["operator", "remove", "555"], 4, "no operator with extension 555"),
+    (["project", "add", "P", "--result", "a b"], 2, "result code: 'a b' must be"),
+    (["project", "add", "P", "--result", "x", "--result", "x"], 2, "result code 'x' given twice"),
+    (["project", "add", "P", "--member", "999"], 4, "no operator with extension 999"),
+    (["project", "show", "Nope"], 4, "no project named 'Nope'"),
+    (["call", "show", "42"], 4, "no call with id 42"),
+])
+def test_errors_are_one_line_with_an_exit_code_and_write_nothing(run, args: list[str], code: int,  # type: ignore[no-untyped-def]
+                                                                 message: str) -> None:
+    result = run(*args)
+    assert result.exit_code == code
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ctl: ") and message in lines[0]
+    assert json.loads(run("operator", "list", "--json").output) == []
+    assert json.loads(run("project", "list", "--json").output) == []
+
+
+def test_json_errors_name_their_kind(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("call", "show", "42", "--json")
+    assert result.exit_code == 4
+    assert json.loads(result.output.splitlines()[0]) == {"error": "not_found", "message": "no call with id 42"}
+
+
+def test_duplicate_operator_is_a_conflict(run) -> None:  # type: ignore[no-untyped-def]
+    run("operator", "add", "101", "--name", "A")
+    result = run("operator", "add", "101", "--name", "B")
+    assert result.exit_code == 4 and "operator 101 already exists" in result.output
+    assert [o["name"] for o in json.loads(run("operator", "list", "--json").output)] == ["A"]
+
+
+def test_projects_with_script_results_and_members(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    run("operator", "add", "101", "--name", "A")
+    script = tmp_path / "script.txt"
+    script.write_text("Здравствуйте!\nThis is ACME.\n", encoding="utf-8")
+    added = run("project", "add", "Sales", "--script-file", str(script), "--result", "sale:Sale made:success",
+                "--result", "callback:Call back", "--member", "101")
+    assert added.exit_code == 0, added.output
+    shown = json.loads(run("project", "show", "Sales", "--json").output)
+    assert shown["script"] == "Здравствуйте!\nThis is ACME."
+    assert shown["members"] == ["101"]
+    assert shown["result_codes"] == [{"code": "callback", "label": "Call back", "successful": False},
+                                     {"code": "sale", "label": "Sale made", "successful": True}]
+    text = run("project", "show", "Sales").output
+    assert "sale             Sale made  (successful)" in text and "  Здравствуйте!" in text
+
+
+def test_bad_config_is_exit_2(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[asterisk]\nport = 'x'\n")
+    result = run("--config", str(bad), "operator", "list")
+    assert result.exit_code == 2
+    assert result.output.strip() == f"ctl: {bad}: [asterisk] port: expected int, got 'x'"
+
+
+def test_call_list_empty_and_version(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("call", "list").output.strip() == "(none)"
+    assert json.loads(run("call", "list", "--active", "--json").output) == []
+    assert "ctl, version" in run("--version").output
