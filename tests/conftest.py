@@ -41,10 +41,12 @@ def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'ctl.db'}"
 
 
-@pytest.fixture
-def store(sqlite_url: str) -> Iterator[Store]:
-    upgrade(sqlite_url)
-    opened = Store(sqlite_url)
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A migrated store, on SQLite and again on PostgreSQL: the services must behave the same on both."""
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+    upgrade(url)
+    opened = Store(url)
     yield opened
     opened.dispose()
 

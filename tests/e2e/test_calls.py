@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from ctl.store.engine import upgrade
 from tests.conftest import wait_for
-from tests.e2e.conftest import CtlRunner, Phones, Sandbox, Serve
+from tests.e2e.conftest import CtlRunner, Phones, Sandbox, Serve, ctl_environment
 
 
 def _placed_call_id(ctl: CtlRunner, *args: str) -> int:
@@ -84,3 +86,23 @@ def test_operator_not_answering_ends_the_call_without_dialing_the_client(
     assert ended["cause"] in ("no_answer", "originator_cancel", "normal_clearing")
     assert ended["answered_at"] is None
     assert ended["operator"] == "102"
+
+
+def test_bridge_call_with_a_postgresql_store(asterisk: Sandbox, phones: Phones, postgres_url: str,
+                                             tmp_path: Path) -> None:
+    """The multi-controller store: `ctl serve` and the CLI share one PostgreSQL database."""
+    upgrade(postgres_url)
+    ctl = CtlRunner(ctl_environment(asterisk, postgres_url), postgres_url)
+    ctl.run("operator", "add", "104", "--name", "Dana Operator")
+    daemon = Serve(ctl, tmp_path / "serve.log")
+    try:
+        daemon.wait_log("reconciled with the PBX")
+        phones.phone("104", "answer", hold_ms=30_000)
+        phones.clients("answer", hold_ms=1500)
+        call_id = _placed_call_id(ctl, "--operator", "104", "--to", "79995550104")
+        _wait_state(ctl, call_id, "bridged")
+        ended = _wait_state(ctl, call_id, "ended")
+        assert ended["cause"] == "normal_clearing" and ended["operator"] == "104"
+        assert ended["created_at"] < ended["answered_at"] < ended["ended_at"]
+    finally:
+        assert daemon.stop() == 0
