@@ -10,6 +10,7 @@ snapshot of the live channels and ends the calls that are gone.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from dataclasses import dataclass, field
@@ -135,9 +136,15 @@ class CallTracker:
         self.live: dict[str, _LiveCall] = {}
 
     async def handle(self, event: ev.Event) -> None:
+        """Apply one event. The store work runs in a worker thread so a slow database never
+        stalls the PBX reader; the switch hands events over one at a time, so order holds."""
         if isinstance(event, ev.SwitchConnected):
             await self.reconcile()
-        elif isinstance(event, ev.ChannelCreated):
+        else:
+            await asyncio.to_thread(self.apply, event)
+
+    def apply(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ChannelCreated):
             self._channel_created(event)
         elif isinstance(event, ev.ChannelStateChanged):
             self._state_changed(event)
@@ -313,7 +320,7 @@ class CallTracker:
         except SwitchError as error:
             log.warning("reconciliation skipped: %s", error)
             return
-        self.apply_snapshot(snapshot, _now())
+        await asyncio.to_thread(self.apply_snapshot, snapshot, _now())
 
     def apply_snapshot(self, snapshot: list[ChannelInfo], at: datetime) -> None:
         groups: dict[str, list[ChannelInfo]] = {}
