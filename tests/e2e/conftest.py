@@ -151,6 +151,14 @@ class CtlRunner:
     def call(self, call_id: int) -> dict[str, Any]:
         return dict(self.json("call", "show", str(call_id)))
 
+    def wait_state(self, call_id: int, state: str, timeout: float = 15) -> dict[str, Any]:
+        """Poll `ctl call show` until the call reaches `state`; return the row."""
+        def reached() -> dict[str, Any] | None:
+            call = self.call(call_id)
+            return call if call["state"] == state else None
+
+        return wait_for(reached, timeout, interval=0.1, message=f"call {call_id} {state}")  # type: ignore[return-value]
+
 
 def ctl_environment(sandbox: Sandbox, url: str, **extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("CTL_")}
@@ -169,16 +177,20 @@ def ctl_environment(sandbox: Sandbox, url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def ctl(asterisk: Sandbox, tmp_path: Path) -> CtlRunner:
-    url = f"sqlite:///{tmp_path / 'ctl.db'}"
+def make_ctl(sandbox: Sandbox, url: str) -> CtlRunner:
+    """A migrated store for `sandbox` with operators 101 and 102, supervisor 200 and project Sales."""
     upgrade(url)
-    runner = CtlRunner(ctl_environment(asterisk, url, CTL_CALLS_RING_TIMEOUT="5"), url)
+    runner = CtlRunner(ctl_environment(sandbox, url, CTL_CALLS_RING_TIMEOUT="5"), url)
     runner.run("operator", "add", "101", "--name", "Anna Operator")
     runner.run("operator", "add", "102", "--name", "Boris Operator")
     runner.run("operator", "add", "200", "--name", "Sam Supervisor", "--role", "supervisor")
     runner.run("project", "add", "Sales", "--result", "sale:Sale:success", "--member", "101", "--member", "102")
     return runner
+
+
+@pytest.fixture
+def ctl(asterisk: Sandbox, tmp_path: Path) -> CtlRunner:
+    return make_ctl(asterisk, f"sqlite:///{tmp_path / 'ctl.db'}")
 
 
 class Serve:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from ctl.store.engine import upgrade
 from tests.conftest import wait_for
@@ -16,26 +15,18 @@ def _placed_call_id(ctl: CtlRunner, *args: str) -> int:
     return int(placed["id"])
 
 
-def _wait_state(ctl: CtlRunner, call_id: int, state: str, timeout: float = 15) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        call = ctl.call(call_id)
-        return call if call["state"] == state else None
-
-    return wait_for(reached, timeout, interval=0.1, message=f"call {call_id} {state}")  # type: ignore[return-value]
-
-
 def test_bridge_call_lifecycle_is_stored(ctl: CtlRunner, serve: Serve, phones: Phones, asterisk: Sandbox) -> None:
     phones.phone("101", "answer", ring_ms=400, hold_ms=30_000)
     phones.clients("answer", ring_ms=400, hold_ms=2500)  # the client hangs up after 2.5 s
 
     call_id = _placed_call_id(ctl, "--operator", "101", "--to", "+7 (999) 123-45-67", "--project", "Sales")
 
-    bridged = _wait_state(ctl, call_id, "bridged")
+    bridged = ctl.wait_state(call_id, "bridged")
     active = ctl.json("call", "list", "--active")
     assert [c["id"] for c in active] == [call_id]
     assert bridged["answered_at"] and bridged["bridged_at"] and bridged["ended_at"] is None
 
-    ended = _wait_state(ctl, call_id, "ended")
+    ended = ctl.wait_state(call_id, "ended")
     assert ended["direction"] == "outbound"
     assert ended["operator"] == "101"
     assert ended["client"] == "+79991234567"
@@ -55,7 +46,7 @@ def test_client_busy_is_stored_with_its_cause(ctl: CtlRunner, serve: Serve, phon
 
     call_id = _placed_call_id(ctl, "--operator", "101", "--to", "79990000017")
 
-    ended = _wait_state(ctl, call_id, "ended")
+    ended = ctl.wait_state(call_id, "ended")
     assert ended["cause"] == "user_busy" and ended["cause_code"] == 17
     assert ended["answered_at"] is None and ended["bridged_at"] is None
     assert ended["client"] == "79990000017"
@@ -68,9 +59,9 @@ def test_client_not_answering_is_stored_as_no_answer(ctl: CtlRunner, serve: Serv
 
     call_id = _placed_call_id(ctl, "--operator", "101", "--to", "79990000019")
 
-    ringing = _wait_state(ctl, call_id, "ringing")
+    ringing = ctl.wait_state(call_id, "ringing")
     assert ringing["ended_at"] is None
-    ended = _wait_state(ctl, call_id, "ended", timeout=20)
+    ended = ctl.wait_state(call_id, "ended", timeout=20)
     assert ended["cause"] == "no_answer" and ended["cause_code"] == 19
     assert ended["answered_at"] is None
 
@@ -82,7 +73,7 @@ def test_operator_not_answering_ends_the_call_without_dialing_the_client(
 
     call_id = _placed_call_id(ctl, "--operator", "102", "--to", "79990000001")
 
-    ended = _wait_state(ctl, call_id, "ended", timeout=20)
+    ended = ctl.wait_state(call_id, "ended", timeout=20)
     assert ended["cause"] in ("no_answer", "originator_cancel", "normal_clearing")
     assert ended["answered_at"] is None
     assert ended["operator"] == "102"
@@ -100,8 +91,8 @@ def test_bridge_call_with_a_postgresql_store(asterisk: Sandbox, phones: Phones, 
         phones.phone("104", "answer", hold_ms=30_000)
         phones.clients("answer", hold_ms=1500)
         call_id = _placed_call_id(ctl, "--operator", "104", "--to", "79995550104")
-        _wait_state(ctl, call_id, "bridged")
-        ended = _wait_state(ctl, call_id, "ended")
+        ctl.wait_state(call_id, "bridged")
+        ended = ctl.wait_state(call_id, "ended")
         assert ended["cause"] == "normal_clearing" and ended["operator"] == "104"
         assert ended["created_at"] < ended["answered_at"] < ended["ended_at"]
     finally:

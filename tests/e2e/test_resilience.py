@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from ctl.store.engine import upgrade
 from tests.conftest import wait_for
-from tests.e2e.conftest import CtlRunner, Phones, Sandbox, Serve, ctl_environment, start_sandbox
+from tests.e2e.conftest import CtlRunner, Phones, Sandbox, Serve, make_ctl, start_sandbox
 
 
 @pytest.fixture
@@ -24,20 +22,7 @@ def own_asterisk(tmp_path: Path) -> Iterator[Sandbox]:
 
 @pytest.fixture
 def own_ctl(own_asterisk: Sandbox, tmp_path: Path) -> CtlRunner:
-    url = f"sqlite:///{tmp_path / 'ctl.db'}"
-    upgrade(url)
-    runner = CtlRunner(ctl_environment(own_asterisk, url, CTL_CALLS_RING_TIMEOUT="5"), url)
-    runner.run("operator", "add", "101", "--name", "Anna Operator")
-    return runner
-
-
-def _call(ctl: CtlRunner, call_id: int) -> dict[str, Any]:
-    return ctl.call(call_id)
-
-
-def _wait_state(ctl: CtlRunner, call_id: int, state: str, timeout: float = 15) -> dict[str, Any]:
-    return wait_for(lambda: (c := _call(ctl, call_id))["state"] == state and c, timeout,  # type: ignore[return-value]
-                    interval=0.1, message=f"call {call_id} {state}")
+    return make_ctl(own_asterisk, f"sqlite:///{tmp_path / 'ctl.db'}")
 
 
 def test_serve_survives_an_asterisk_restart_and_reconciles(own_asterisk: Sandbox, own_ctl: CtlRunner,
@@ -49,7 +34,7 @@ def test_serve_survives_an_asterisk_restart_and_reconciles(own_asterisk: Sandbox
         phones.phone("101", "answer", hold_ms=120_000)
         phones.clients("answer", hold_ms=120_000)
         first = int(own_ctl.json("call", "bridge", "--operator", "101", "--to", "79991110001")["id"])
-        _wait_state(own_ctl, first, "bridged")
+        own_ctl.wait_state(first, "bridged")
 
         # Asterisk dies mid-call (as a crash does) and comes back on the same ports.
         own_asterisk.instance.kill()
@@ -58,7 +43,7 @@ def test_serve_survives_an_asterisk_restart_and_reconciles(own_asterisk: Sandbox
         assert serve.process.poll() is None
 
         # The call died with Asterisk: the store learns it from the reconciliation.
-        lost = _wait_state(own_ctl, first, "ended")
+        lost = own_ctl.wait_state(first, "ended")
         assert lost["cause"] == "lost" and lost["ended_at"] is not None
         assert any(e.get("msg") == "lost the AMI connection; reconnecting" for e in serve.lines())
 
@@ -68,7 +53,7 @@ def test_serve_survives_an_asterisk_restart_and_reconciles(own_asterisk: Sandbox
         phones.phone("101", "answer", hold_ms=120_000)  # registrations do not survive the restart
         phones.clients("answer", hold_ms=1500)
         second = int(own_ctl.json("call", "bridge", "--operator", "101", "--to", "79991110002")["id"])
-        ended = _wait_state(own_ctl, second, "ended")
+        ended = own_ctl.wait_state(second, "ended")
         assert ended["cause"] == "normal_clearing" and ended["bridged_at"] is not None
     finally:
         phones.stop()
@@ -84,16 +69,16 @@ def test_serve_started_mid_call_discovers_it_and_follows_it_to_the_end(own_aster
         call_id = int(own_ctl.json("call", "bridge", "--operator", "101", "--to", "79991110003")["id"])
         wait_for(lambda: own_asterisk.live_channels() == 2, message="both legs up")
         # No serve yet: the row is still as the CLI wrote it.
-        assert _call(own_ctl, call_id)["state"] == "created"
+        assert own_ctl.call(call_id)["state"] == "created"
 
         serve = Serve(own_ctl, tmp_path / "serve.log")
         try:
             serve.wait_log("reconciled with the PBX")
-            bridged = _wait_state(own_ctl, call_id, "bridged", timeout=5)
+            bridged = own_ctl.wait_state(call_id, "bridged", timeout=5)
             assert bridged["answered_at"] is not None
             reconciled = [e for e in serve.lines() if e.get("msg") == "reconciled with the PBX"]
             assert reconciled[0]["live_calls"] == 1 and reconciled[0]["discovered"] == 0
-            ended = _wait_state(own_ctl, call_id, "ended", timeout=15)
+            ended = own_ctl.wait_state(call_id, "ended", timeout=15)
             assert ended["cause"] == "normal_clearing"
         finally:
             assert serve.stop() == 0
