@@ -23,7 +23,7 @@ from ctl import __version__
 from ctl.config import Settings, load_settings
 from ctl.errors import CtlError, NotFound, ValidationError
 from ctl.store.engine import Store, current_revision, head_revision, make_engine, safe_url, upgrade
-from ctl.store.models import Call, Operator, Project
+from ctl.store.models import Call, MonitorSession, Operator, Project
 
 
 class AppContext:
@@ -402,6 +402,159 @@ def call_show(app: AppContext, call_id: int, as_json: bool) -> None:
             raise NotFound(f"no call with id {call_id}")
         row = _call_row(found, full=True)
     emit(row, as_json)
+
+
+# ---------------------------------------------------------------------------
+# monitoring
+# ---------------------------------------------------------------------------
+def _session_row(row: MonitorSession) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "call": row.call_id,
+        "operator": row.operator.extension if row.operator else None,
+        "supervisor": row.supervisor.extension if row.supervisor else None,
+        "mode": row.mode,
+        "started_at": row.started_at,
+        "attached_at": row.attached_at,
+        "ended_at": row.ended_at,
+        "end_reason": row.end_reason,
+    }
+
+
+def _switch(app: AppContext) -> Any:
+    from ctl.asterisk import AsteriskSwitch
+
+    return AsteriskSwitch(app.settings.asterisk, spy_context=app.settings.monitor.spy_context)
+
+
+@cli.group(cls=CtlGroup)
+def monitor() -> None:
+    """Listen, whisper or barge into an operator's call (one monitor per call)."""
+
+
+def _start_command(mode_name: str, help_text: str) -> None:
+    @monitor.command(mode_name, help=help_text)
+    @click.argument("operator_ext", metavar="OPERATOR_EXT")
+    @click.option("--by", "supervisor_ext", required=True, metavar="EXT", help="The supervisor, rung first.")
+    @json_option
+    @pass_app
+    def start(app: AppContext, operator_ext: str, supervisor_ext: str, as_json: bool) -> None:
+        from ctl.services.monitoring import parse_mode, start_from_cli
+
+        settings = app.settings
+        session_id = asyncio.run(start_from_cli(app.store(), _switch(app), settings, parse_mode(mode_name),
+                                                operator_ext, supervisor_ext, follow=False))
+        if as_json:
+            emit({"session": session_id, "mode": mode_name, "operator": operator_ext, "by": supervisor_ext}, True)
+        else:
+            click.echo(f"session {session_id}: ringing {supervisor_ext}; "
+                       f"on answer, {mode_name} on {operator_ext}'s call")
+
+
+_start_command("listen", "Hear the operator and the client; nobody hears you.")
+_start_command("whisper", "Hear both; only the operator hears you.")
+_start_command("barge", "Hear both; both hear you.")
+
+
+@monitor.command("mode")
+@click.argument("session_id", type=int, metavar="SESSION")
+@click.argument("mode_name", metavar="listen|whisper|barge")
+@json_option
+@pass_app
+def monitor_mode(app: AppContext, session_id: int, mode_name: str, as_json: bool) -> None:
+    """Switch a live session's mode; the supervisor's call stays up."""
+    from ctl.services.monitoring import change_mode_from_cli, parse_mode
+
+    mode = parse_mode(mode_name)
+    asyncio.run(change_mode_from_cli(app.store(), _switch(app), app.settings, session_id, mode))
+    if as_json:
+        emit({"session": session_id, "mode": mode.value}, True)
+    else:
+        click.echo(f"session {session_id}: {mode.value}")
+
+
+@monitor.command("stop")
+@click.argument("session_id", type=int, required=False, metavar="[SESSION]")
+@click.option("--by", "supervisor_ext", default=None, metavar="EXT", help="Stop this supervisor's active session.")
+@json_option
+@pass_app
+def monitor_stop(app: AppContext, session_id: int | None, supervisor_ext: str | None, as_json: bool) -> None:
+    """End a session: the supervisor's leg is hung up."""
+    from ctl.services.monitoring import stop_from_cli
+
+    if (session_id is None) == (supervisor_ext is None):
+        raise ValidationError("give a SESSION or --by EXT (one of them)")
+    stopped = asyncio.run(stop_from_cli(app.store(), _switch(app), session_id, supervisor_ext))
+    if as_json:
+        emit({"session": stopped, "end_reason": "stopped"}, True)
+    else:
+        click.echo(f"session {stopped}: stopped")
+
+
+def _sessions_query() -> Any:
+    return select(MonitorSession).options(selectinload(MonitorSession.operator),
+                                          selectinload(MonitorSession.supervisor),
+                                          selectinload(MonitorSession.mode_changes))
+
+
+@monitor.command("list")
+@click.option("--active", is_flag=True, help="Only sessions in progress.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+@pass_app
+def monitor_list(app: AppContext, active: bool, limit: int, as_json: bool) -> None:
+    """List monitor sessions, newest first."""
+    query = _sessions_query()
+    if active:
+        query = query.where(MonitorSession.ended_at.is_(None))
+    query = query.order_by(MonitorSession.started_at.desc(), MonitorSession.id.desc()).limit(limit)
+    with app.store().transaction() as session:
+        rows = [_session_row(r) for r in session.scalars(query)]
+    emit(rows, as_json, ["id", "call", "operator", "supervisor", "mode", "started_at", "ended_at", "end_reason"])
+
+
+@monitor.command("log")
+@click.option("--operator", "operator_ext", default=None, metavar="EXT")
+@click.option("--by", "supervisor_ext", default=None, metavar="EXT")
+@click.option("--since", default=None, metavar="WHEN", help="ISO date or time, e.g. 2026-11-01 or 2026-11-01T09:00.")
+@json_option
+@pass_app
+def monitor_log(app: AppContext, operator_ext: str | None, supervisor_ext: str | None, since: str | None,
+                as_json: bool) -> None:
+    """Every session with its mode changes, oldest first."""
+    from ctl.services.directory import get_operator
+
+    query = _sessions_query()
+    with app.store().transaction() as session:
+        if operator_ext is not None:
+            query = query.where(MonitorSession.operator_id == get_operator(session, operator_ext).id)
+        if supervisor_ext is not None:
+            query = query.where(MonitorSession.supervisor_id == get_operator(session, supervisor_ext).id)
+        if since is not None:
+            query = query.where(MonitorSession.started_at >= _parse_since(since))
+        rows = []
+        for row in session.scalars(query.order_by(MonitorSession.started_at, MonitorSession.id)):
+            entry = _session_row(row)
+            entry["modes"] = [{"mode": c.mode, "at": c.changed_at, "source": c.source} for c in row.mode_changes]
+            rows.append(entry)
+    if as_json:
+        emit(rows, True)
+        return
+    if not rows:
+        click.echo("(none)")
+    for entry in rows:
+        click.echo(f"session {entry['id']}: {entry['supervisor']} on {entry['operator']}'s call {entry['call']}, "
+                   f"{_cell(entry['started_at'])} → {_cell(entry['ended_at'])} ({entry['end_reason'] or 'active'})")
+        for change in entry["modes"]:
+            click.echo(f"  {_cell(change['at'])}  {change['mode']:<8} ({change['source']})")
+
+
+def _parse_since(text: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(f"--since: {text!r} is not an ISO date or time (e.g. 2026-11-01T09:00)") from None
+    return parsed if parsed.tzinfo else parsed.astimezone()
 
 
 def main(argv: Sequence[str] | None = None) -> None:

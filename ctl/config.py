@@ -52,6 +52,26 @@ class CallSettings:
 
 
 @dataclass(frozen=True)
+class MonitorSettings:
+    """Who may listen, whisper or barge, per role; where feature codes reach ctl serve."""
+
+    owner: tuple[str, ...] = ("listen", "whisper", "barge")
+    admin: tuple[str, ...] = ("listen", "whisper", "barge")
+    supervisor: tuple[str, ...] = ("listen", "whisper")
+    operator: tuple[str, ...] = ()
+    # The FastAGI server of `ctl serve`, asked by the feature-code dialplan.
+    agi_host: str = "127.0.0.1"
+    agi_port: int = 4573
+    # Dialplan context that runs ChanSpy for a session (dialplan/asterisk/ctl-monitor.conf).
+    spy_context: str = "ctl-monitor-spy"
+    # Seconds the supervisor's phone may ring for a session started from the CLI.
+    ring_timeout: int = 30
+
+    def allowed(self, role: str, mode: str) -> bool:
+        return mode in getattr(self, role, ())
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
     format: str = "json"
@@ -62,6 +82,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     calls: CallSettings = field(default_factory=CallSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str = "defaults"
 
@@ -70,6 +91,7 @@ SECTIONS: dict[str, type[Any]] = {
     "database": DatabaseSettings,
     "asterisk": AsteriskSettings,
     "calls": CallSettings,
+    "monitor": MonitorSettings,
     "log": LogSettings,
 }
 
@@ -171,5 +193,12 @@ def _check_values(settings: Settings) -> None:
         raise ConfigError(f"[log] format: expected json or text, got {settings.log.format!r}")
     if not 1 <= settings.asterisk.port <= 65535:
         raise ConfigError(f"[asterisk] port: expected 1-65535, got {settings.asterisk.port}")
+    for role in ("owner", "admin", "supervisor", "operator"):
+        unknown = set(getattr(settings.monitor, role)) - {"listen", "whisper", "barge"}
+        if unknown:
+            raise ConfigError(f"[monitor] {role}: unknown mode {sorted(unknown)[0]!r} (listen, whisper, barge)")
+    check_header_value(settings.monitor.spy_context, "[monitor] spy_context")
+    if not 1 <= settings.monitor.agi_port <= 65535:
+        raise ConfigError(f"[monitor] agi_port: expected 1-65535, got {settings.monitor.agi_port}")
     if settings.calls.ring_timeout < 1:
         raise ConfigError("[calls] ring_timeout: expected at least 1 second")

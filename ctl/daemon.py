@@ -7,9 +7,11 @@ import logging
 import signal
 
 from ctl.asterisk import AsteriskSwitch
+from ctl.asterisk.agi import FeatureCodeServer
 from ctl.config import Settings
 from ctl.errors import SwitchUnreachable
 from ctl.services.calls import CallTracker
+from ctl.services.monitoring import MonitorTracker
 from ctl.store.engine import Store, safe_url
 
 log = logging.getLogger("ctl.serve")
@@ -17,9 +19,14 @@ log = logging.getLogger("ctl.serve")
 
 async def serve(settings: Settings) -> None:
     store = Store(settings.database.url)
-    switch = AsteriskSwitch(settings.asterisk)
+    switch = AsteriskSwitch(settings.asterisk, spy_context=settings.monitor.spy_context)
     tracker = CallTracker(store, switch, settings)
+    monitors = MonitorTracker(store, switch)
+    # In this order for every event: a session's end reason reads the call's state.
     switch.subscribe(tracker.handle)
+    switch.subscribe(monitors.handle)
+    feature_codes = FeatureCodeServer(store, settings, switch.node, tracker.legs)
+    await feature_codes.start()
     log.info("ctl serve starting", extra={"fields": {"store": safe_url(settings.database.url),
                                                      "asterisk": f"{settings.asterisk.host}:{settings.asterisk.port}",
                                                      "node": switch.node, "config": settings.source}})
@@ -42,6 +49,7 @@ async def serve(settings: Settings) -> None:
             runner.result()  # re-raise what killed it
     finally:
         log.info("ctl serve stopping")
+        await feature_codes.close()
         await switch.close()
         for task in (runner, stopper):
             task.cancel()

@@ -3,9 +3,13 @@
     CtlError                      anything ctl reports to a user (one line, exit code)
     ├── ConfigError               bad config file, key or environment value       exit 2
     ├── ValidationError           bad user input (number, extension, CSV row…)     exit 2
-    ├── DomainError               the request breaks a rule of the product         exit 4
-    │   ├── NotFound              unknown operator, project, call…                 exit 4
-    │   └── Conflict              already exists / already in that state          exit 4
+    ├── DomainError               the request breaks a rule of the product         exit 6
+    │   ├── NotFound              unknown operator, project, call, session…        exit 4
+    │   ├── Forbidden             the role may not; one's own call                exit 6
+    │   ├── NoActiveCall          the operator has no call in progress            exit 7
+    │   │   └── CallEnded         the call ended meanwhile                        exit 7
+    │   └── Conflict              already exists / already in that state          exit 8
+    │       └── AlreadyMonitored  another supervisor is on that call              exit 8
     ├── StoreError                the database cannot be reached or is not migrated exit 5
     └── SwitchError               the PBX side                                     exit 3
         ├── SwitchUnreachable     cannot connect (refused, timeout, lost)
@@ -33,16 +37,35 @@ class ValidationError(CtlError):
 
 
 class DomainError(CtlError):
-    exit_code = 4
+    exit_code = 6
     kind = "refused"
 
 
 class NotFound(DomainError):
+    exit_code = 4
     kind = "not_found"
 
 
+class Forbidden(DomainError):
+    kind = "forbidden"
+
+
+class NoActiveCall(DomainError):
+    exit_code = 7
+    kind = "no_call"
+
+
+class CallEnded(NoActiveCall):
+    kind = "call_ended"
+
+
 class Conflict(DomainError):
+    exit_code = 8
     kind = "conflict"
+
+
+class AlreadyMonitored(Conflict):
+    kind = "already_monitored"
 
 
 class StoreError(CtlError):

@@ -130,7 +130,8 @@ class SpyRequest:
     supervisor_dial: str  # the supervisor's phone
     target_channel: str  # the exact channel name of the operator's leg
     mode: MonitorMode
-    spy_channel_id: str
+    spy_channel_id: str  # chosen by ctl: the supervisor's leg, matched in every spy event
+    session_id: int
     follow: bool = False
     caller_id: str | None = None
     timeout: float = 30.0

@@ -51,7 +51,8 @@ class Switch(Protocol):
     async def spy(self, request: SpyRequest) -> str:
         """Ring the supervisor and, on answer, attach to the exact target channel."""
 
-    async def set_spy_mode(self, spy_channel_id: str, mode: MonitorMode) -> None: ...
+    async def set_spy_mode(self, spy_channel_id: str, mode: MonitorMode, follow: bool = False) -> None:
+        """Switch a live session to `mode` without dropping the supervisor's call."""
 
     async def record_start(self, channel_id: str, options: RecordingOptions) -> None: ...
 

@@ -82,7 +82,7 @@ class FakeSwitch:
         self.spied.append(request)
         return request.spy_channel_id
 
-    async def set_spy_mode(self, spy_channel_id: str, mode: MonitorMode) -> None:
+    async def set_spy_mode(self, spy_channel_id: str, mode: MonitorMode, follow: bool = False) -> None:
         if not any(s.spy_channel_id == spy_channel_id for s in self.spied):
             raise ActionFailed(f"no live channel with id {spy_channel_id}")
         self.calls.append(("set_spy_mode", (spy_channel_id, mode)))

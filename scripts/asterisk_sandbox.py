@@ -54,6 +54,11 @@ DEFAULTS = {
     "CLIENTS_HOST": "127.0.0.1",
     "CLIENTS_PORT": "15070",
     "SYSTEM_NAME": "ctl-sandbox",
+    "AGI_HOST": "127.0.0.1",
+    "AGI_PORT": "4573",
+    "CODE_LISTEN": "*222",
+    "CODE_WHISPER": "*223",
+    "CODE_BARGE": "*224",
 }
 TOKEN = re.compile(r"@([A-Z_]+|SECRET:[A-Za-z0-9_-]+)@")
 # Instance directories bind-mounted over the root's own.
@@ -85,6 +90,7 @@ def load_secrets(path: Path) -> dict[str, str]:
 
 def render_tree(dest: Path, settings: dict[str, str], secrets_path: Path) -> dict[str, str]:
     """Render asterisk_conf/ and dialplan/asterisk/ into dest; return the secrets used."""
+    settings = _derived(settings)
     known = load_secrets(secrets_path)
     used: dict[str, str] = {}
 
@@ -118,13 +124,21 @@ def render_tree(dest: Path, settings: dict[str, str], secrets_path: Path) -> dic
     return used
 
 
+def _derived(settings: dict[str, str]) -> dict[str, str]:
+    """Tokens computed from others: the three feature codes must share one length."""
+    codes = [settings.get(name, "") for name in ("CODE_LISTEN", "CODE_WHISPER", "CODE_BARGE")]
+    if len({len(code) for code in codes}) != 1 or not all(codes):
+        raise SandboxError(f"CODE_LISTEN, CODE_WHISPER and CODE_BARGE must have the same length, got {codes}")
+    return {**settings, "CODE_LENGTH": str(len(codes[0]))}
+
+
 def parse_settings(pairs: list[str], base: dict[str, str]) -> dict[str, str]:
     settings = dict(base)
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not re.fullmatch(r"[A-Z_]+", key):
             raise SandboxError(f"--set expects KEY=VALUE with an upper-case KEY, got {pair!r}")
-        if not re.fullmatch(r"[A-Za-z0-9._:-]+", value):
+        if not re.fullmatch(r"[A-Za-z0-9._:*#-]+", value):
             raise SandboxError(f"--set {key}: value {value!r} has characters a config cannot hold")
         settings[key] = value
     return settings

@@ -16,12 +16,18 @@ Action = dict[str, str | list[str]]
 
 _CHANNEL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*/[A-Za-z0-9_.+@:/=;-]{1,200}")
 _VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-# ChanSpy options per mode: q = no beep/announcement (attach in ~100 ms),
-# w = whisper (operator hears the supervisor), B = barge (both hear).
-# d = DTMF 4/5/6 switch modes — the controller injects these itself, which is
-# how a mode changes without dropping the supervisor's call.
-SPY_OPTIONS = {MonitorMode.LISTEN: "qd", MonitorMode.WHISPER: "qwd", MonitorMode.BARGE: "qBd"}
-SPY_DIGITS = {MonitorMode.LISTEN: "4", MonitorMode.WHISPER: "5", MonitorMode.BARGE: "6"}
+# ChanSpy options per mode (dialplan/asterisk/ctl-monitor.conf adds X for digits):
+# q = no beep or name announcement (attach in ~100 ms), w = whisper (only the
+# operator hears the supervisor), B = barge (operator and client hear them).
+SPY_MODE_OPTIONS = {MonitorMode.LISTEN: "q", MonitorMode.WHISPER: "qw", MonitorMode.BARGE: "qB"}
+# Digits a supervisor presses during a session (ChanSpy's own convention).
+DTMF_MODES = {"4": MonitorMode.LISTEN, "5": MonitorMode.WHISPER, "6": MonitorMode.BARGE}
+
+
+def spy_options(mode: MonitorMode, follow: bool) -> str:
+    """E: hang up when the spied call ends; S: leave when there is nothing to spy on.
+    A following session keeps scanning for the operator's next call instead."""
+    return SPY_MODE_OPTIONS[mode] + ("" if follow else "ES")
 
 
 def _safe(value: str, field: str) -> str:
@@ -89,25 +95,29 @@ def device_state(device: str) -> Action:
     return {"Action": "Getvar", "Variable": f"DEVICE_STATE({_safe(device, 'device')})"}
 
 
-def spy(request: SpyRequest) -> Action:
-    options = SPY_OPTIONS[request.mode]
-    # E: hang up the spy when the spied call ends — unless following the operator.
-    if not request.follow:
-        options += "E"
+def spy(request: SpyRequest, context: str) -> Action:
+    """Ring the supervisor; on answer, `context` runs ChanSpy on the exact target channel."""
     return originate(OriginateRequest(
         channel=request.supervisor_dial,
         channel_id=request.spy_channel_id,
-        application="ChanSpy",
-        data=f"{_channel(request.target_channel)},{options}",
+        context=context,
         caller_id=request.caller_id,
         timeout=request.timeout,
+        variables=(("CTL_SPY_TARGET", _channel(request.target_channel)),
+                   ("CTL_SPY_OPTIONS", spy_options(request.mode, request.follow)),
+                   ("CTL_SESSION", str(int(request.session_id)))),
     ))
 
 
-def spy_mode(spy_channel_name: str, mode: MonitorMode) -> Action:
-    # Receive: the digit reaches ChanSpy as if the supervisor had pressed it.
-    return {"Action": "PlayDTMF", "Channel": _channel(spy_channel_name), "Digit": SPY_DIGITS[mode],
-            "Receive": "true"}
+def set_variable(channel_name: str, name: str, value: str) -> Action:
+    if not _VARIABLE_NAME.fullmatch(name):
+        raise ValidationError(f"variable name {name!r} is not valid")
+    return {"Action": "Setvar", "Channel": _channel(channel_name), "Variable": name, "Value": _safe(value, name)}
+
+
+def redirect(channel_name: str, context: str, exten: str = "s", priority: int = 1) -> Action:
+    return {"Action": "Redirect", "Channel": _channel(channel_name), "Context": _safe(context, "context"),
+            "Exten": _safe(exten, "exten"), "Priority": str(priority)}
 
 
 def mix_monitor(channel_name: str, options: RecordingOptions) -> Action:

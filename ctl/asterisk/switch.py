@@ -94,8 +94,9 @@ class _Manager(Manager):  # type: ignore[misc]
 
 
 class AsteriskSwitch:
-    def __init__(self, settings: AsteriskSettings) -> None:
+    def __init__(self, settings: AsteriskSettings, spy_context: str = "ctl-monitor-spy") -> None:
         self.settings = settings
+        self.spy_context = spy_context
         self.node = settings.node
         self._manager = _Manager(host=settings.host, port=settings.port, encoding="utf-8",
                                  log=logging.getLogger("ctl.asterisk.panoramisk"))
@@ -305,11 +306,15 @@ class AsteriskSwitch:
         return state not in ("UNAVAILABLE", "INVALID")
 
     async def spy(self, request: SpyRequest) -> str:
-        await self._send(actions.spy(request))
+        await self._send(actions.spy(request, self.spy_context))
         return request.spy_channel_id
 
-    async def set_spy_mode(self, spy_channel_id: str, mode: MonitorMode) -> None:
-        await self._send(actions.spy_mode(self._name(spy_channel_id), mode))
+    async def set_spy_mode(self, spy_channel_id: str, mode: MonitorMode, follow: bool = False) -> None:
+        """New options on the spy leg, then send it back into the spy context: ChanSpy
+        restarts on the same channel in the new mode and the supervisor's call stays up."""
+        name = self._name(spy_channel_id)
+        await self._send(actions.set_variable(name, "CTL_SPY_OPTIONS", actions.spy_options(mode, follow)))
+        await self._send(actions.redirect(name, self.spy_context))
 
     async def record_start(self, channel_id: str, options: RecordingOptions) -> None:
         await self._send(actions.mix_monitor(self._name(channel_id), options))

@@ -161,6 +161,17 @@ class CallTracker:
         elif isinstance(event, ev.OriginateFailed):
             self._originate_failed(event)
 
+    def legs(self, call_id: str) -> list[tuple[str, str | None]]:
+        """(channel name, endpoint) of every live leg of a call."""
+        live = self.live.get(call_id)
+        return [] if live is None else [(c.name, c.endpoint) for c in live.channels.values()]
+
+    @staticmethod
+    def is_call(call_id: str, dialed: str | None) -> bool:
+        """Spy legs are monitor sessions, not calls: those ctl originates (ctl-spy-…) and
+        those a supervisor dials with a feature code (*222…)."""
+        return not call_id.startswith("ctl-spy-") and not (dialed or "").startswith("*")
+
     # -- helpers -------------------------------------------------------------------
     def _operator_by_endpoint(self, session: Session, endpoint: str | None) -> Operator | None:
         if endpoint is None or endpoint in self.trunks:
@@ -206,6 +217,8 @@ class CallTracker:
 
     # -- events --------------------------------------------------------------------
     def _channel_created(self, event: ev.ChannelCreated) -> None:
+        if event.call_id not in self.live and not self.is_call(event.call_id, event.dialed):
+            return
         with self.store.transaction() as session:
             live = self.live.get(event.call_id)
             if live is None:
@@ -326,6 +339,10 @@ class CallTracker:
         groups: dict[str, list[ChannelInfo]] = {}
         for info in snapshot:
             groups.setdefault(info.call_id, []).append(info)
+        for call_id, infos in list(groups.items()):
+            first = next((i for i in infos if i.channel_id == call_id), infos[0])
+            if not self.is_call(call_id, first.dialed):
+                del groups[call_id]
         ended = created = 0
         with self.store.transaction() as session:
             open_calls = session.scalars(select(Call).where(Call.node == self.node,

@@ -206,6 +206,8 @@ class MonitorSession(Base):
 
     mode_changes: Mapped[list[MonitorModeChange]] = relationship(
         back_populates="session", cascade="all, delete-orphan", order_by="MonitorModeChange.changed_at")
+    supervisor: Mapped[Operator] = relationship(foreign_keys=[supervisor_id])
+    operator: Mapped[Operator] = relationship(foreign_keys=[operator_id])
 
 
 class MonitorModeChange(Base):

@@ -61,6 +61,13 @@ class Sandbox:
         self.instance.stop()
         self.instance.start(self.settings)
 
+    def hangup_endpoint(self, endpoint: str) -> None:
+        """Hang up every channel of one endpoint, as if that phone had hung up."""
+        for line in self.rx("core show channels concise").splitlines():
+            name = line.split("!", 1)[0]
+            if name.startswith(f"PJSIP/{endpoint}-"):
+                self.rx(f"channel request hangup {name}")
+
     def live_channels(self) -> int:
         out = self.rx("core show channels count")
         for line in out.splitlines():
@@ -70,10 +77,11 @@ class Sandbox:
 
 
 def start_sandbox(state: Path) -> Sandbox:
-    sip, ami, clients = (free_port(), free_port(kind=1), free_port())
+    sip, ami, clients, agi = (free_port(), free_port(kind=1), free_port(), free_port(kind=1))
     rtp_start = random.randrange(40000, 58000, 200)
     settings = {**DEFAULTS, "SIP_PORT": str(sip), "AMI_PORT": str(ami), "CLIENTS_PORT": str(clients),
-                "RTP_START": str(rtp_start), "RTP_END": str(rtp_start + 199), "SYSTEM_NAME": "ctl-e2e"}
+                "AGI_PORT": str(agi), "RTP_START": str(rtp_start), "RTP_END": str(rtp_start + 199),
+                "SYSTEM_NAME": "ctl-e2e"}
     instance = Instance(state)
     instance.start(settings)
     return Sandbox(instance, settings)
@@ -170,6 +178,7 @@ def ctl_environment(sandbox: Sandbox, url: str, **extra: str) -> dict[str, str]:
         "CTL_ASTERISK_SECRET": sandbox.secret("ami"),
         "CTL_ASTERISK_NODE": "e2e",
         "CTL_ASTERISK_RECONNECT_MAX": "2",
+        "CTL_MONITOR_AGI_PORT": sandbox.settings["AGI_PORT"],
         "CTL_LOG_FORMAT": "json",
         "CTL_LOG_LEVEL": "info",
     })
@@ -178,12 +187,13 @@ def ctl_environment(sandbox: Sandbox, url: str, **extra: str) -> dict[str, str]:
 
 
 def make_ctl(sandbox: Sandbox, url: str) -> CtlRunner:
-    """A migrated store for `sandbox` with operators 101 and 102, supervisor 200 and project Sales."""
+    """A migrated store for `sandbox`: operators 101 and 102, supervisor 200, admin 201, project Sales."""
     upgrade(url)
     runner = CtlRunner(ctl_environment(sandbox, url, CTL_CALLS_RING_TIMEOUT="5"), url)
     runner.run("operator", "add", "101", "--name", "Anna Operator")
     runner.run("operator", "add", "102", "--name", "Boris Operator")
     runner.run("operator", "add", "200", "--name", "Sam Supervisor", "--role", "supervisor")
+    runner.run("operator", "add", "201", "--name", "Ada Admin", "--role", "admin")
     runner.run("project", "add", "Sales", "--result", "sale:Sale:success", "--member", "101", "--member", "102")
     return runner
 

@@ -67,7 +67,7 @@ def test_wrong_ami_secret_is_one_line_and_exit_3(ctl: CtlRunner) -> None:
 def test_operator_phone_not_registered_is_refused_before_anything_is_written(ctl: CtlRunner) -> None:
     # 102 exists in the store but no phone registered for it on this Asterisk.
     result = ctl.run("call", "bridge", "--operator", "102", "--to", "79991234567", check=False)
-    assert result.returncode == 4
+    assert result.returncode == 6
     assert result.stderr.strip() == ("ctl: operator 102's phone (PJSIP/102) is not reachable: "
                                      "not registered or unavailable")
     assert _calls_in_store(ctl) == 0
@@ -78,7 +78,7 @@ def test_operator_not_in_the_project_is_refused(ctl: CtlRunner, phones: Phones) 
     phones.phone("103", "answer")
     result = ctl.run("call", "bridge", "--operator", "103", "--to", "79991234567", "--project", "Sales",
                      check=False)
-    assert result.returncode == 4
+    assert result.returncode == 6
     assert result.stderr.strip() == "ctl: operator 103 is not a member of project 'Sales'"
     assert _calls_in_store(ctl) == 0
 

@@ -97,10 +97,14 @@ def test_no_value_with_a_line_break_reaches_an_action(field: str) -> None:
 
 
 def test_spy_targets_an_exact_channel_with_the_mode_options() -> None:
-    listen = actions.spy(SpyRequest("PJSIP/200", "PJSIP/101-00000001", MonitorMode.LISTEN, "spy-1"))
-    assert listen["Application"] == "ChanSpy" and listen["Data"] == "PJSIP/101-00000001,qdE"
-    barge = actions.spy(SpyRequest("PJSIP/200", "PJSIP/101-00000001", MonitorMode.BARGE, "spy-1", follow=True))
-    assert barge["Data"] == "PJSIP/101-00000001,qBd"
-    assert actions.spy_mode("PJSIP/200-00000002", MonitorMode.WHISPER)["Digit"] == "5"
+    listen = actions.spy(SpyRequest("PJSIP/200", "PJSIP/101-00000001", MonitorMode.LISTEN, "spy-1", 7),
+                         "ctl-monitor-spy")
+    assert (listen["Channel"], listen["ChannelId"], listen["Context"]) == ("PJSIP/200", "spy-1", "ctl-monitor-spy")
+    assert listen["Variable"] == ["CTL_SPY_TARGET=PJSIP/101-00000001", "CTL_SPY_OPTIONS=qES", "CTL_SESSION=7"]
+    assert actions.spy_options(MonitorMode.WHISPER, follow=False) == "qwES"
+    assert actions.spy_options(MonitorMode.BARGE, follow=True) == "qB"
     with pytest.raises(ValidationError):
-        actions.spy(SpyRequest("PJSIP/200", "PJSIP/101,qB", MonitorMode.LISTEN, "spy-1"))
+        actions.spy(SpyRequest("PJSIP/200", "PJSIP/101,qB", MonitorMode.LISTEN, "spy-1", 7), "ctl-monitor-spy")
+    assert actions.redirect("PJSIP/200-00000002", "ctl-monitor-spy") == {
+        "Action": "Redirect", "Channel": "PJSIP/200-00000002", "Context": "ctl-monitor-spy", "Exten": "s",
+        "Priority": "1"}

@@ -70,7 +70,7 @@ def test_json_errors_name_their_kind(run) -> None:  # type: ignore[no-untyped-de
 def test_duplicate_operator_is_a_conflict(run) -> None:  # type: ignore[no-untyped-def]
     run("operator", "add", "101", "--name", "A")
     result = run("operator", "add", "101", "--name", "B")
-    assert result.exit_code == 4 and "operator 101 already exists" in result.output
+    assert result.exit_code == 8 and "operator 101 already exists" in result.output
     assert [o["name"] for o in json.loads(run("operator", "list", "--json").output)] == ["A"]
 
 

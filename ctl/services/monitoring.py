@@ -1,0 +1,323 @@
+"""Listen, whisper and barge: who may, on which call, and the session rows.
+
+The rules (DOMAIN.md §1): only roles configured for a mode may use it; nobody
+monitors their own call; the operator must be in a call the PBX still has; at
+most one monitor per call. The last rule is the store's: a partial unique index
+on active sessions per call, so it holds across every controller sharing the
+store, whatever races them. The checks before it only make the refusal clear.
+
+Both entry points share this module: `ctl monitor …` (the CLI originates the
+supervisor's leg into the spy context) and the feature codes (the dialplan asks
+`ctl serve` over FastAGI, see ctl.asterisk.agi). `MonitorTracker` follows the
+PBX's ChanSpy events and the spy leg's hangup to close sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ctl import events as ev
+from ctl.config import MonitorSettings, Settings
+from ctl.errors import (
+    AlreadyMonitored,
+    CallEnded,
+    DomainError,
+    Forbidden,
+    NoActiveCall,
+    NotFound,
+    SwitchError,
+)
+from ctl.model import ChannelInfo, MonitorMode, SpyRequest
+from ctl.services.directory import get_operator
+from ctl.store.engine import Store
+from ctl.store.models import Call, MonitorModeChange, MonitorSession, Operator
+from ctl.switch import Switch
+
+log = logging.getLogger("ctl.monitor")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_mode(text: str) -> MonitorMode:
+    try:
+        return MonitorMode(text.strip().lower())
+    except ValueError:
+        raise DomainError(f"unknown mode {text!r}: listen, whisper or barge") from None
+
+
+@dataclass(frozen=True)
+class Approved:
+    """A request that passed every rule: what to spy on, and for whom."""
+
+    supervisor_id: int
+    supervisor: str
+    supervisor_dial: str
+    operator_id: int
+    operator: str
+    call_id: int
+    call_pbx_id: str
+    mode: MonitorMode
+
+
+def check_role(settings: MonitorSettings, person: Operator, mode: MonitorMode) -> None:
+    if not settings.allowed(person.role, mode.value):
+        allowed = ", ".join(getattr(settings, person.role)) or "no mode"
+        raise Forbidden(f"{person.role} {person.extension} may not {mode.value} (the role allows: {allowed})")
+
+
+def open_call_of(session: Session, operator: Operator) -> Call | None:
+    return session.scalar(select(Call).where(Call.operator_id == operator.id, Call.state != "ended")
+                          .order_by(Call.created_at.desc(), Call.id.desc()).limit(1))
+
+
+def _monitored_error(session: Session, call: Call) -> AlreadyMonitored:
+    active = session.scalar(select(MonitorSession).where(MonitorSession.call_id == call.id,
+                                                         MonitorSession.ended_at.is_(None)))
+    if active is None:  # ended between the insert and this read
+        return AlreadyMonitored(f"call {call.id} was being monitored; try again")
+    who = session.get(Operator, active.supervisor_id)
+    name = f"{who.extension} ({who.name})" if who else "someone"
+    since = active.started_at.astimezone().strftime("%H:%M:%S")
+    return AlreadyMonitored(f"call {call.id} is already monitored by {name} since {since} "
+                            f"(session {active.id}, {active.mode})")
+
+
+def approve(session: Session, settings: MonitorSettings, supervisor_ext: str, operator_ext: str,
+            mode: MonitorMode) -> Approved:
+    """Every rule the store can check. The PBX-side ones (the call's legs) come after."""
+    supervisor = get_operator(session, supervisor_ext)
+    operator = get_operator(session, operator_ext)
+    check_role(settings, supervisor, mode)
+    if supervisor.id == operator.id:
+        raise Forbidden(f"{supervisor.extension} cannot monitor their own call")
+    call = open_call_of(session, operator)
+    if call is None:
+        raise NoActiveCall(f"operator {operator.extension} has no call in progress")
+    if session.scalar(select(MonitorSession.id).where(MonitorSession.call_id == call.id,
+                                                      MonitorSession.ended_at.is_(None))) is not None:
+        raise _monitored_error(session, call)
+    return Approved(supervisor.id, supervisor.extension, supervisor.dial_string, operator.id, operator.extension,
+                    call.id, call.pbx_call_id, mode)
+
+
+def target_channel(approved: Approved, legs: Iterable[tuple[str, str | None]]) -> str:
+    """The exact channel of the operator's leg among the call's (name, endpoint) legs on the PBX."""
+    legs = list(legs)
+    if any(endpoint == approved.supervisor for _, endpoint in legs):
+        raise Forbidden(f"{approved.supervisor} is a party to call {approved.call_id}: nobody monitors their own call")
+    for name, endpoint in legs:
+        if endpoint == approved.operator:
+            return name
+    raise CallEnded(f"call {approved.call_id} of operator {approved.operator} has ended")
+
+
+def legs_in_snapshot(snapshot: list[ChannelInfo], call_pbx_id: str) -> list[tuple[str, str | None]]:
+    return [(info.name, info.endpoint) for info in snapshot if info.call_id == call_pbx_id]
+
+
+def open_session(store: Store, node: str, approved: Approved, spy_channel_id: str, follow: bool,
+                 source: str) -> int:
+    """Insert the active session; the unique index refuses a second one for the call."""
+    started = _now()
+    try:
+        with store.transaction() as session:
+            row = MonitorSession(node=node, call_id=approved.call_id, supervisor_id=approved.supervisor_id,
+                                 operator_id=approved.operator_id, mode=approved.mode.value, follow=follow,
+                                 spy_channel_id=spy_channel_id, started_at=started)
+            row.mode_changes.append(MonitorModeChange(mode=approved.mode.value, changed_at=started, source=source))
+            session.add(row)
+            session.flush()
+            session_id = row.id
+    except IntegrityError:
+        with store.transaction() as session:
+            call = session.get(Call, approved.call_id)
+            assert call is not None
+            raise _monitored_error(session, call) from None
+    log.info("monitor session started", extra={"fields": {
+        "session": session_id, "call": approved.call_id, "operator": approved.operator,
+        "supervisor": approved.supervisor, "mode": approved.mode.value, "follow": follow, "source": source}})
+    return session_id
+
+
+def end_session(session: Session, row: MonitorSession, at: datetime, reason: str) -> bool:
+    if row.ended_at is not None:
+        return False
+    row.ended_at = at
+    row.end_reason = row.end_reason or reason  # a reason set by whoever asked for the end wins
+    log.info("monitor session ended", extra={"fields": {"session": row.id, "reason": row.end_reason}})
+    return True
+
+
+def record_mode(session: Session, row: MonitorSession, mode: MonitorMode, source: str) -> None:
+    row.mode = mode.value
+    row.mode_changes.append(MonitorModeChange(mode=mode.value, changed_at=_now(), source=source))
+    log.info("monitor mode changed", extra={"fields": {"session": row.id, "mode": mode.value, "source": source}})
+
+
+def get_session(session: Session, session_id: int) -> MonitorSession:
+    row = session.get(MonitorSession, session_id)
+    if row is None:
+        raise NotFound(f"no monitor session with id {session_id}")
+    return row
+
+
+def active_session_by(session: Session, supervisor_ext: str) -> MonitorSession:
+    supervisor = get_operator(session, supervisor_ext)
+    row = session.scalar(select(MonitorSession).where(MonitorSession.supervisor_id == supervisor.id,
+                                                      MonitorSession.ended_at.is_(None))
+                         .order_by(MonitorSession.started_at.desc()).limit(1))
+    if row is None:
+        raise NotFound(f"{supervisor_ext} has no active monitor session")
+    return row
+
+
+# ---------------------------------------------------------------------------
+# From the CLI
+# ---------------------------------------------------------------------------
+async def start_from_cli(store: Store, switch: Switch, settings: Settings, mode: MonitorMode, operator_ext: str,
+                         supervisor_ext: str, follow: bool) -> int:
+    """Ring the supervisor; on answer the spy context attaches to the operator's leg."""
+    with store.transaction() as session:
+        approved = approve(session, settings.monitor, supervisor_ext, operator_ext, mode)
+    await switch.connect()
+    try:
+        target = target_channel(approved, legs_in_snapshot(await switch.channels(), approved.call_pbx_id))
+        if await switch.device_available(approved.supervisor_dial) is False:
+            raise DomainError(f"{approved.supervisor}'s phone ({approved.supervisor_dial}) is not reachable: "
+                              "not registered or unavailable")
+        spy_channel_id = f"ctl-spy-{uuid.uuid4().hex}"
+        session_id = open_session(store, switch.node, approved, spy_channel_id, follow, "cli")
+        try:
+            await switch.spy(SpyRequest(supervisor_dial=approved.supervisor_dial, target_channel=target, mode=mode,
+                                        spy_channel_id=spy_channel_id, session_id=session_id, follow=follow,
+                                        caller_id=f'"{mode.value} {approved.operator}" <{approved.operator}>',
+                                        timeout=settings.monitor.ring_timeout))
+        except SwitchError:
+            with store.transaction() as session:
+                end_session(session, get_session(session, session_id), _now(), "failed")
+            raise
+        return session_id
+    finally:
+        await switch.close()
+
+
+async def change_mode_from_cli(store: Store, switch: Switch, settings: Settings, session_id: int,
+                               mode: MonitorMode) -> None:
+    with store.transaction() as session:
+        row = get_session(session, session_id)
+        if row.ended_at is not None:
+            raise NoActiveCall(f"monitor session {session_id} has ended ({row.end_reason})")
+        supervisor = session.get(Operator, row.supervisor_id)
+        assert supervisor is not None
+        check_role(settings.monitor, supervisor, mode)
+        spy_channel_id, follow, current = row.spy_channel_id, row.follow, row.mode
+    if current == mode.value:
+        return
+    assert spy_channel_id is not None
+    await switch.connect()
+    try:
+        await switch.channels()  # learn the spy leg's name
+        await switch.set_spy_mode(spy_channel_id, mode, follow)
+    finally:
+        await switch.close()
+    with store.transaction() as session:
+        record_mode(session, get_session(session, session_id), mode, "cli")
+
+
+async def stop_from_cli(store: Store, switch: Switch, session_id: int | None, supervisor_ext: str | None) -> int:
+    with store.transaction() as session:
+        row = get_session(session, session_id) if session_id is not None else \
+            active_session_by(session, supervisor_ext or "")
+        if row.ended_at is not None:
+            raise NoActiveCall(f"monitor session {row.id} has already ended ({row.end_reason})")
+        row.end_reason = "stopped"  # ctl serve keeps it when the spy leg's hangup arrives
+        found_id, spy_channel_id = row.id, row.spy_channel_id
+    assert spy_channel_id is not None
+    try:
+        await switch.connect()
+        try:
+            live = {info.channel_id for info in await switch.channels()}
+            if spy_channel_id in live:
+                await switch.hangup(spy_channel_id)
+        finally:
+            await switch.close()
+    except SwitchError:
+        with store.transaction() as session:
+            get_session(session, found_id).end_reason = None
+        raise
+    with store.transaction() as session:
+        end_session(session, get_session(session, found_id), _now(), "stopped")
+    return found_id
+
+
+# ---------------------------------------------------------------------------
+# Following the PBX (ctl serve)
+# ---------------------------------------------------------------------------
+class MonitorTracker:
+    """Closes sessions from the PBX's own events; runs after CallTracker on each event."""
+
+    def __init__(self, store: Store, switch: Switch) -> None:
+        self.store = store
+        self.switch = switch
+        self.node = switch.node
+
+    async def handle(self, event: ev.Event) -> None:
+        if isinstance(event, ev.SwitchConnected):
+            try:
+                snapshot = await self.switch.channels()
+            except SwitchError as error:
+                log.warning("monitor reconciliation skipped: %s", error)
+                return
+            await asyncio.to_thread(self.reconcile, {info.channel_id for info in snapshot})
+        elif isinstance(event, (ev.SpyStarted, ev.ChannelHungUp, ev.OriginateFailed)):
+            await asyncio.to_thread(self.apply, event)
+
+    def _active(self, session: Session, spy_channel_id: str) -> MonitorSession | None:
+        return session.scalar(select(MonitorSession).where(MonitorSession.node == self.node,
+                                                           MonitorSession.spy_channel_id == spy_channel_id,
+                                                           MonitorSession.ended_at.is_(None)))
+
+    def apply(self, event: ev.Event) -> None:
+        if isinstance(event, ev.SpyStarted):
+            with self.store.transaction() as session:
+                row = self._active(session, event.spy_channel_id)
+                if row is not None and row.attached_at is None:
+                    row.attached_at = event.at
+                    log.info("monitor attached", extra={"fields": {"session": row.id}})
+        elif isinstance(event, ev.ChannelHungUp):
+            with self.store.transaction() as session:
+                row = self._active(session, event.channel_id)
+                if row is None:
+                    return
+                call = session.get(Call, row.call_id) if row.call_id is not None else None
+                if row.attached_at is None:
+                    reason = "supervisor_no_answer"
+                elif call is not None and call.state == "ended":
+                    reason = "call_ended"
+                else:
+                    reason = "supervisor_hangup"
+                end_session(session, row, event.at, reason)
+        elif isinstance(event, ev.OriginateFailed):
+            with self.store.transaction() as session:
+                row = self._active(session, event.channel_id)
+                if row is not None:
+                    end_session(session, row, event.at, "supervisor_unreachable")
+
+    def reconcile(self, live_channel_ids: set[str]) -> None:
+        with self.store.transaction() as session:
+            rows = session.scalars(select(MonitorSession).where(MonitorSession.node == self.node,
+                                                                MonitorSession.ended_at.is_(None)))
+            for row in rows:
+                if row.spy_channel_id not in live_channel_ids:
+                    end_session(session, row, _now(), "lost")

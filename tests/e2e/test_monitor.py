@@ -1,0 +1,140 @@
+"""Listen, whisper and barge on the real Asterisk, proven by what each party really hears.
+
+Client, operator and supervisor are sipp phones, each streaming its own tone;
+tcpdump on lo captures the RTP Asterisk sends to each of them, and an FFT says
+which tones each one hears. The table under test (DOMAIN.md §1):
+
+| mode    | supervisor hears  | operator hears      | client hears         |
+| listen  | operator + client | client              | operator             |
+| whisper | operator + client | supervisor + client | operator             |
+| barge   | operator + client | supervisor + client | supervisor + operator|
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sip_peers import SippPhone, make_tone
+
+from tests.conftest import wait_for
+from tests.e2e.audio import RtpCapture, hears
+from tests.e2e.conftest import CtlRunner, Phones, Sandbox, Serve
+
+TONES = {"client": 500.0, "operator": 1100.0, "supervisor": 1900.0}
+HEARD_DBFS = -25.0  # heard tones measure about -6…-13 dBFS
+ABSENT_DBFS = -40.0  # absent ones sit at the μ-law noise floor, below -45
+TABLE = {
+    "listen": {"supervisor": {"operator", "client"}, "operator": {"client"}, "client": {"operator"}},
+    "whisper": {"supervisor": {"operator", "client"}, "operator": {"supervisor", "client"}, "client": {"operator"}},
+    "barge": {"supervisor": {"operator", "client"}, "operator": {"supervisor", "client"},
+              "client": {"supervisor", "operator"}},
+}
+
+
+@dataclass
+class MonitoredCall:
+    ctl: CtlRunner
+    phones: dict[str, SippPhone]
+    capture: RtpCapture
+    call_id: int
+
+    def check(self, mode: str, since: float) -> dict[str, dict[str, float]]:
+        """Wait for 1.4 s of audio after `since`, then check the table's row for `mode`."""
+        wait_for(lambda: time.time() > since + 1.5, timeout=5, message="audio to accumulate")
+        packets = self.capture_so_far()
+        levels = {party: hears(packets, phone.media_port, since + 0.4, since + 1.4, TONES)
+                  for party, phone in self.phones.items()}
+        for party, heard in TABLE[mode].items():
+            for tone, level in levels[party].items():
+                if tone == party:
+                    continue  # a party's own tone is never sent back to it; checked below as absent anyway
+                if tone in heard:
+                    assert level > HEARD_DBFS, f"{mode}: {party} should hear {tone}: {levels}"
+                else:
+                    assert level < ABSENT_DBFS, f"{mode}: {party} should not hear {tone}: {levels}"
+            assert levels[party][party] < ABSENT_DBFS, f"{mode}: {party} hears itself: {levels}"
+        print(mode, {p: {t: round(v) for t, v in heard.items()} for p, heard in levels.items()})  # with -s
+        return levels
+
+    def capture_so_far(self) -> Any:
+        from tests.e2e.audio import read_rtp
+
+        return read_rtp(self.capture.path)
+
+
+@pytest.fixture
+def supervisor_ext() -> str:
+    return "200"
+
+
+@pytest.fixture
+def monitored_call(ctl: CtlRunner, serve: Serve, phones: Phones, tmp_path: Path, supervisor_ext: str) -> Any:
+    """Operator 101 bridged to a client, and the supervisor's phone registered; all streaming tones."""
+    tone = {name: make_tone(tmp_path / f"{name}.ulaw", frequency) for name, frequency in TONES.items()}
+    parties = {
+        "operator": phones.phone("101", "answer", hold_ms=120_000, tone=tone["operator"]),
+        "client": phones.clients("answer", hold_ms=120_000, tone=tone["client"]),
+        "supervisor": phones.phone(supervisor_ext, "answer", hold_ms=120_000, tone=tone["supervisor"]),
+    }
+    capture = RtpCapture(tmp_path / "rtp.pcap", [p.media_port for p in parties.values()])
+    call_id = int(ctl.json("call", "bridge", "--operator", "101", "--to", "79991234567")["id"])
+    ctl.wait_state(call_id, "bridged")
+    yield MonitoredCall(ctl, parties, capture, call_id)
+    capture.stop()
+
+
+def _session(ctl: CtlRunner, session_id: int) -> dict[str, Any]:
+    [row] = [r for r in ctl.json("monitor", "list") if r["id"] == session_id]
+    return dict(row)
+
+
+def _attached(ctl: CtlRunner, session_id: int) -> float:
+    wait_for(lambda: _session(ctl, session_id)["attached_at"], timeout=10, message="the spy to attach")
+    return time.time()
+
+
+def test_cli_listen_whisper_and_switches_follow_the_table(monitored_call: MonitoredCall, ctl: CtlRunner) -> None:
+    started = ctl.json("monitor", "listen", "101", "--by", "200")
+    session_id = int(started["session"])
+    monitored_call.check("listen", _attached(ctl, session_id))
+
+    ctl.run("monitor", "mode", str(session_id), "whisper")
+    monitored_call.check("whisper", time.time())
+    ctl.run("monitor", "mode", str(session_id), "listen")
+    monitored_call.check("listen", time.time())
+
+    # Supervisors may not barge (default roles): refused, and the session stays in listen.
+    refused = ctl.run("monitor", "mode", str(session_id), "barge", "--json", check=False)
+    assert refused.returncode == 6 and '"forbidden"' in refused.stdout
+    monitored_call.check("listen", time.time())
+
+    log = ctl.json("monitor", "log", "--by", "200")
+    assert [m["mode"] for m in log[0]["modes"]] == ["listen", "whisper", "listen"]
+    assert {m["source"] for m in log[0]["modes"]} == {"cli"}
+
+    ctl.run("monitor", "stop", str(session_id))
+    ended = _session(ctl, session_id)
+    assert ended["end_reason"] == "stopped" and ended["ended_at"] is not None
+    assert ctl.json("monitor", "list", "--active") == []
+    # The client and the operator are still talking.
+    assert ctl.call(monitored_call.call_id)["state"] == "bridged"
+
+
+@pytest.mark.parametrize("supervisor_ext", ["201"])
+def test_admin_barges_then_whispers_and_the_session_ends_with_the_call(monitored_call: MonitoredCall,
+                                                                       ctl: CtlRunner, asterisk: Sandbox) -> None:
+    session_id = int(ctl.json("monitor", "barge", "101", "--by", "201")["session"])
+    monitored_call.check("barge", _attached(ctl, session_id))
+    ctl.run("monitor", "mode", str(session_id), "whisper")
+    monitored_call.check("whisper", time.time())
+
+    # The client hangs up: the spy leg follows (ChanSpy option E) and the session closes.
+    asterisk.hangup_endpoint("clients")
+    ctl.wait_state(monitored_call.call_id, "ended", timeout=40)
+    ended = wait_for(lambda: (s := _session(ctl, session_id))["ended_at"] and s, timeout=10,
+                     message="the session to end")
+    assert ended["end_reason"] == "call_ended"  # type: ignore[index]
