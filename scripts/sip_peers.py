@@ -206,3 +206,153 @@ def secrets_of(state: Path) -> dict[str, str]:
 
 if __name__ == "__main__":  # pragma: no cover - manual check
     print(free_ports(int(os.environ.get("N", "3"))))
+
+
+_UAC_INVITE = """INVITE sip:{target}@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:{target}@[remote_ip]>
+Call-ID: [call_id]
+CSeq: {cseq} INVITE
+Contact: <sip:{user}@[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+{auth}Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=ctl 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0 101
+a=rtpmap:0 PCMU/8000
+a=rtpmap:101 telephone-event/8000
+a=fmtp:101 0-16
+"""
+
+_UAC_ACK = """ACK sip:{target}@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch={branch}
+From: <sip:{user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: {cseq} ACK
+Contact: <sip:{user}@[local_ip]:[local_port];transport=[transport]>
+Max-Forwards: 70
+Content-Length: 0
+"""
+
+
+def caller_scenario(user: str, target: str, digits: list[tuple[int, str]], hold_ms: int, tone: Path) -> str:
+    """A phone that dials `target` with digest auth, streams `tone`, presses `digits`
+    ((milliseconds after answer, digit) pairs, RFC 4733 events) and hangs up after
+    `hold_ms` unless the PBX sends BYE first (as it does after a refusal)."""
+    steps = [f'<nop><action><exec rtp_stream="{tone},-1,0"/></action></nop>']
+    elapsed = 0
+    for at_ms, digit in digits:
+        steps.append(f'<pause milliseconds="{max(at_ms - elapsed, 0)}"/>')
+        steps.append('<nop><action><exec rtp_stream="pause"/>'
+                     f'<exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_{digit}.pcap"/></action></nop>')
+        steps.append('<pause milliseconds="400"/>')
+        steps.append('<nop><action><exec rtp_stream="resume"/></action></nop>')
+        elapsed = at_ms + 400
+    body = "\n  ".join(steps)
+    invite1 = _UAC_INVITE.format(target=target, user=user, cseq=1, auth="")
+    invite2 = _UAC_INVITE.format(target=target, user=user, cseq=2, auth="[authentication]\n")
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="ctl calling phone {user} -> {target}">
+  <send retrans="500"><![CDATA[
+{invite1}]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="401" auth="true"/>
+  <send><![CDATA[
+{_UAC_ACK.format(target=target, user=user, cseq=1, branch="[branch-1]")}
+]]></send>
+  <send retrans="500"><![CDATA[
+{invite2}]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 2 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  {body}
+  <recv request="BYE" timeout="{hold_ms}" ontimeout="hangup"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <nop next="end"><action><exec rtp_stream="pause"/></action></nop>
+  <label id="hangup"/>
+  <nop><action><exec rtp_stream="pause"/></action></nop>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
+[last_To:]
+Call-ID: [call_id]
+CSeq: 3 BYE
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+  <label id="end"/>
+</scenario>
+"""
+
+
+@dataclass
+class SippCaller:
+    """One call placed by a registered phone: `sipp` as a UAC with digest auth."""
+
+    user: str
+    password: str
+    target: str
+    server: tuple[str, int]
+    port: int
+    media_port: int
+    workdir: Path
+    tone: Path
+    digits: list[tuple[int, str]] = field(default_factory=list)
+    hold_ms: int = 30_000
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def start(self) -> SippCaller:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        scenario = self.workdir / f"uac_{self.user}_{self.port}.xml"
+        scenario.write_text(caller_scenario(self.user, self.target, self.digits, self.hold_ms, self.tone))
+        command = ["sipp", f"{self.server[0]}:{self.server[1]}", "-sf", str(scenario),
+                   "-i", "127.0.0.1", "-p", str(self.port), "-mi", "127.0.0.1", "-mp", str(self.media_port),
+                   "-au", self.user, "-ap", self.password, "-m", "1", "-nostdin", "-trace_err", "-aa"]
+        log = open(self.workdir / f"sipp-{self.port}.log", "ab")
+        self.process = subprocess.Popen(command, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=subprocess.STDOUT)
+        return self
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()

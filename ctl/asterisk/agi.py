@@ -119,7 +119,8 @@ class FeatureCodeServer:
             log.warning("monitor refused", extra={"fields": {"by": supervisor_ext, "operator": operator_ext,
                                                              "mode": mode_text, "reason": error.kind,
                                                              "detail": str(error), "source": "feature_code"}})
-            await self._set(request, "CTL_REFUSAL", f"{error.kind}: {error}")
+            # Commas would split the dialplan's Log() arguments.
+            await self._set(request, "CTL_REFUSAL", f"{error.kind}: {error}".replace(",", ";"))
             return
         await self._set(request, "CTL_SPY_OPTIONS", spy_options(mode, follow=False))
         await self._set(request, "CTL_SESSION", str(session_id))

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from asterisk_sandbox import DEFAULTS, Instance
-from sip_peers import SippPhone, free_port, free_ports, register, secrets_of
+from sip_peers import SippCaller, SippPhone, free_port, free_ports, register, secrets_of
 
 from ctl.store.engine import Store, upgrade
 from tests.conftest import REPO, wait_for
@@ -100,7 +100,7 @@ class Phones:
 
     sandbox: Sandbox
     workdir: Path
-    started: list[SippPhone] = field(default_factory=list)
+    started: list[SippPhone | SippCaller] = field(default_factory=list)
 
     def phone(self, extension: str, scenario: str = "answer", **options: Any) -> SippPhone:
         port, media = free_ports(2)
@@ -119,6 +119,15 @@ class Phones:
     def unregister(self, extension: str, port: int) -> None:
         register(self.sandbox.sip, extension, self.sandbox.secret(extension), port, expires=0)
 
+    def call(self, extension: str, target: str, tone: Path, digits: list[tuple[int, str]] | None = None,
+             hold_ms: int = 30_000) -> SippCaller:
+        """`extension`'s phone dials `target` (e.g. a feature code), streaming `tone`."""
+        port, media = free_ports(2)
+        caller = SippCaller(extension, self.sandbox.secret(extension), target, self.sandbox.sip, port, media,
+                            self.workdir, tone, digits or [], hold_ms).start()
+        self.started.append(caller)
+        return caller
+
     def clients(self, scenario: str = "answer", **options: Any) -> SippPhone:
         (media,) = free_ports(1)
         phone = SippPhone(scenario, self.sandbox.clients_port, media, self.workdir, **options).start()
@@ -135,6 +144,9 @@ def phones(asterisk: Sandbox, tmp_path: Path) -> Iterator[Phones]:
     made = Phones(asterisk, tmp_path / "phones")
     yield made
     made.stop()
+    # A stopped sipp sends no BYE: hang up what is left so the next test starts clean.
+    asterisk.rx("channel request hangup all")
+    wait_for(lambda: asterisk.live_channels() == 0, message="Asterisk to be idle between tests")
 
 
 @dataclass

@@ -60,6 +60,12 @@ class MonitoredCall:
         print(mode, {p: {t: round(v) for t, v in heard.items()} for p, heard in levels.items()})  # with -s
         return levels
 
+    def add_party(self, name: str, phone: Any, tmp_path: Path) -> None:
+        """A party joining later (a supervisor dialing a feature code): capture its port too."""
+        self.phones[name] = phone
+        self.capture.stop()
+        self.capture = RtpCapture(tmp_path / f"rtp-{name}.pcap", [p.media_port for p in self.phones.values()])
+
     def capture_so_far(self) -> Any:
         from tests.e2e.audio import read_rtp
 
@@ -78,8 +84,9 @@ def monitored_call(ctl: CtlRunner, serve: Serve, phones: Phones, tmp_path: Path,
     parties = {
         "operator": phones.phone("101", "answer", hold_ms=120_000, tone=tone["operator"]),
         "client": phones.clients("answer", hold_ms=120_000, tone=tone["client"]),
-        "supervisor": phones.phone(supervisor_ext, "answer", hold_ms=120_000, tone=tone["supervisor"]),
     }
+    if supervisor_ext:  # rung by `ctl monitor`; a feature-code test brings its own calling phone
+        parties["supervisor"] = phones.phone(supervisor_ext, "answer", hold_ms=120_000, tone=tone["supervisor"])
     capture = RtpCapture(tmp_path / "rtp.pcap", [p.media_port for p in parties.values()])
     call_id = int(ctl.json("call", "bridge", "--operator", "101", "--to", "79991234567")["id"])
     ctl.wait_state(call_id, "bridged")
@@ -138,3 +145,34 @@ def test_admin_barges_then_whispers_and_the_session_ends_with_the_call(monitored
     ended = wait_for(lambda: (s := _session(ctl, session_id))["ended_at"] and s, timeout=10,
                      message="the session to end")
     assert ended["end_reason"] == "call_ended"  # type: ignore[index]
+
+
+def _modes(ctl: CtlRunner, by: str) -> list[tuple[str, str]]:
+    log = ctl.json("monitor", "log", "--by", by)
+    return [(m["mode"], m["source"]) for m in log[-1]["modes"]] if log else []
+
+
+@pytest.mark.parametrize("supervisor_ext", [""])
+def test_feature_code_listen_then_dtmf_whisper_and_a_refused_barge(monitored_call: MonitoredCall, ctl: CtlRunner,
+                                                                   phones: Phones, serve: Serve,
+                                                                   tmp_path: Path) -> None:
+    tone = make_tone(tmp_path / "supervisor.ulaw", TONES["supervisor"])
+    caller = phones.call("200", "*222101", tone, digits=[(3000, "5"), (6000, "6")], hold_ms=15_000)
+    monitored_call.add_party("supervisor", caller, tmp_path)
+    session_id = int(wait_for(lambda: ctl.json("monitor", "list", "--active"), message="a session")[0]["id"])  # type: ignore[index]
+    monitored_call.check("listen", _attached(ctl, session_id))
+
+    wait_for(lambda: _modes(ctl, "200") == [("listen", "feature_code"), ("whisper", "dtmf")], timeout=10,
+             message="DTMF 5 to switch to whisper")
+    monitored_call.check("whisper", time.time())
+
+    # DTMF 6 asks for barge, which a supervisor's role does not allow: refused, still whisper.
+    serve.wait_log("monitor mode refused", timeout=10)
+    monitored_call.check("whisper", time.time())
+    assert _modes(ctl, "200") == [("listen", "feature_code"), ("whisper", "dtmf")]
+
+    # The supervisor hangs up: the session ends, the call goes on.
+    caller.wait(20)
+    ended = wait_for(lambda: (s := _session(ctl, session_id))["ended_at"] and s, timeout=10, message="the end")
+    assert ended["end_reason"] == "supervisor_hangup"  # type: ignore[index]
+    assert ctl.call(monitored_call.call_id)["state"] == "bridged"
