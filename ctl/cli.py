@@ -404,6 +404,64 @@ def call_show(app: AppContext, call_id: int, as_json: bool) -> None:
     emit(row, as_json)
 
 
+@call.command("comment")
+@click.argument("call_id", type=int)
+@click.argument("text")
+@json_option
+@pass_app
+def call_comment(app: AppContext, call_id: int, text: str, as_json: bool) -> None:
+    """Write a comment on the call card (replaces the previous one; "" clears it)."""
+    from ctl.services.calls import get_call
+    from ctl.validation import check_text
+
+    comment = check_text(text, "comment", 4000, allow_newlines=True, required=False) or None
+    with app.store().transaction() as session:
+        get_call(session, call_id).comment = comment
+    if as_json:
+        emit({"id": call_id, "comment": comment}, True)
+    else:
+        click.echo(f"call {call_id}: comment {'saved' if comment else 'cleared'}")
+
+
+@call.command("flag")
+@click.argument("call_id", type=int)
+@click.option("--review/--no-review", default=True, help="Mark the call for review, or clear the mark.")
+@json_option
+@pass_app
+def call_flag(app: AppContext, call_id: int, review: bool, as_json: bool) -> None:
+    """Mark a call for review."""
+    from ctl.services.calls import get_call
+
+    with app.store().transaction() as session:
+        get_call(session, call_id).review = review
+    if as_json:
+        emit({"id": call_id, "review": review}, True)
+    else:
+        click.echo(f"call {call_id}: {'marked for review' if review else 'review mark cleared'}")
+
+
+def _dial_command(name: str, help_text: str, service: str) -> None:
+    @call.command(name, help=help_text)
+    @click.argument("call_id", type=int)
+    @click.option("--from", "from_ext", required=True, metavar="EXT", help="Whose phone rings first.")
+    @json_option
+    @pass_app
+    def dial(app: AppContext, call_id: int, from_ext: str, as_json: bool) -> None:
+        from ctl.services import calls
+
+        placed = asyncio.run(getattr(calls, service)(app.store(), _switch(app), app.settings, call_id, from_ext))
+        if as_json:
+            emit({"id": placed.id, "pbx_call_id": placed.pbx_call_id, "from": from_ext, "to": placed.number,
+                  "state": "created"}, True)
+        else:
+            click.echo(f"call {placed.id}: ringing {from_ext}; on answer, dialing {placed.number}")
+
+
+_dial_command("dial-client", "Call the client of call CALL_ID yourself: your phone rings first.", "dial_client_of")
+_dial_command("dial-operator", "Call the operator of call CALL_ID (a debrief): your phone rings first.",
+              "dial_operator_of")
+
+
 # ---------------------------------------------------------------------------
 # monitoring
 # ---------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from ctl import events as ev
 from ctl.config import Settings
-from ctl.errors import DomainError, SwitchError, ValidationError
+from ctl.errors import DomainError, NotFound, SwitchError, ValidationError
 from ctl.model import CallState, ChannelInfo, ChannelState, Direction, HangupCause, OriginateRequest
 from ctl.services.directory import get_operator, get_project
 from ctl.store.engine import Store
@@ -53,7 +53,6 @@ async def place_bridge_call(store: Store, switch: Switch, settings: Settings, op
                             number: str, project_name: str | None) -> PlacedCall:
     """Ring the operator; when they answer, the dialplan dials the client and bridges them."""
     number = normalise_number(number, "--to")
-    client_dial = settings.calls.client_dial.replace("{number}", number)
     with store.transaction() as session:
         operator = get_operator(session, operator_extension)
         project_id = None
@@ -62,26 +61,78 @@ async def place_bridge_call(store: Store, switch: Switch, settings: Settings, op
             if project.members and operator not in project.members:
                 raise DomainError(f"operator {operator.extension} is not a member of project {project.name!r}")
             project_id = project.id
-        operator_dial = operator.dial_string
-        operator_id = operator.id
+        first = _First(operator.extension, operator.dial_string, operator.id)
+    return await _ring_then_dial(store, switch, settings, first, settings.calls.client_dial.replace("{number}", number),
+                                 number, number, project_id, Direction.OUTBOUND)
+
+
+async def dial_client_of(store: Store, switch: Switch, settings: Settings, call_id: int,
+                         from_extension: str) -> PlacedCall:
+    """After a session: ring `from_extension`, then the client of call `call_id` (same project)."""
+    with store.transaction() as session:
+        call = get_call(session, call_id)
+        if call.client_number is None:
+            raise DomainError(f"call {call_id} has no client number to dial")
+        person = get_operator(session, from_extension)
+        first = _First(person.extension, person.dial_string, person.id)
+        number, project_id = call.client_number, call.project_id
+    return await _ring_then_dial(store, switch, settings, first, settings.calls.client_dial.replace("{number}", number),
+                                 number, number, project_id, Direction.OUTBOUND)
+
+
+async def dial_operator_of(store: Store, switch: Switch, settings: Settings, call_id: int,
+                           from_extension: str) -> PlacedCall:
+    """A debrief: ring `from_extension`, then the operator of call `call_id`, internally."""
+    with store.transaction() as session:
+        call = get_call(session, call_id)
+        operator = session.get(Operator, call.operator_id) if call.operator_id is not None else None
+        if operator is None:
+            raise DomainError(f"call {call_id} has no operator to dial")
+        person = get_operator(session, from_extension)
+        if person.id == operator.id:
+            raise DomainError(f"{from_extension} is the operator of call {call_id}")
+        first = _First(person.extension, person.dial_string, operator.id)
+        target_dial, target_ext = operator.dial_string, operator.extension
+    return await _ring_then_dial(store, switch, settings, first, target_dial, target_ext, None, None,
+                                 Direction.INTERNAL)
+
+
+def get_call(session: Session, call_id: int) -> Call:
+    call = session.get(Call, call_id)
+    if call is None:
+        raise NotFound(f"no call with id {call_id}")
+    return call
+
+
+@dataclass(frozen=True)
+class _First:
+    """Who is rung first: their extension, their phone, and the operator the call row names."""
+
+    extension: str
+    dial: str
+    operator_id: int
+
+
+async def _ring_then_dial(store: Store, switch: Switch, settings: Settings, first: _First, second_dial: str,
+                          shown: str, client_number: str | None, project_id: int | None,
+                          direction: Direction) -> PlacedCall:
     await switch.connect()
     try:
-        available = await switch.device_available(operator_dial)
-        if available is False:
-            raise DomainError(f"operator {operator_extension}'s phone ({operator_dial}) is not reachable: "
-                              "not registered or unavailable")
+        if await switch.device_available(first.dial) is False:
+            raise DomainError(f"{'operator ' if direction is Direction.OUTBOUND else ''}{first.extension}'s phone "
+                              f"({first.dial}) is not reachable: not registered or unavailable")
         call_id = new_call_id()
         with store.transaction() as session:
-            call = Call(node=switch.node, pbx_call_id=call_id, project_id=project_id, operator_id=operator_id,
-                        client_number=number, direction=Direction.OUTBOUND.value, state=CallState.CREATED.value)
+            call = Call(node=switch.node, pbx_call_id=call_id, project_id=project_id, operator_id=first.operator_id,
+                        client_number=client_number, direction=direction.value, state=CallState.CREATED.value)
             session.add(call)
             session.flush()
             row_id = call.id
         request = OriginateRequest(
-            channel=operator_dial, channel_id=call_id, context=settings.calls.bridge_context,
-            caller_id=f'"{number}" <{number}>', timeout=settings.calls.ring_timeout,
+            channel=first.dial, channel_id=call_id, context=settings.calls.bridge_context,
+            caller_id=f'"{shown}" <{shown}>', timeout=settings.calls.ring_timeout,
             # CTL_RING_TIMEOUT here overrides the dialplan's global for this call.
-            variables=(("CTL_CLIENT_DIAL", client_dial), ("CTL_RING_TIMEOUT", str(settings.calls.ring_timeout)),
+            variables=(("CTL_CLIENT_DIAL", second_dial), ("CTL_RING_TIMEOUT", str(settings.calls.ring_timeout)),
                        ("CTL_CALL_ID", str(row_id))),
         )
         try:
@@ -93,7 +144,7 @@ async def place_bridge_call(store: Store, switch: Switch, settings: Settings, op
                     _end(failed, _now(), HangupCause.FAILED, None)
             log.warning("originate failed", extra={"fields": {"call": row_id, "error": str(error)}})
             raise
-        return PlacedCall(row_id, call_id, operator_extension, number)
+        return PlacedCall(row_id, call_id, first.extension, shown)
     finally:
         await switch.close()
 

@@ -10,7 +10,7 @@ from ctl import events as ev
 from ctl.config import Settings
 from ctl.errors import ActionFailed, DomainError, NotFound, SwitchUnreachable, ValidationError
 from ctl.model import ChannelInfo, ChannelState, HangupCause
-from ctl.services.calls import CallTracker, place_bridge_call
+from ctl.services.calls import CallTracker, dial_client_of, dial_operator_of, place_bridge_call
 from ctl.services.directory import ResultCodeSpec, add_operator, add_project
 from ctl.store.engine import Store
 from ctl.store.models import Call
@@ -185,3 +185,30 @@ async def test_an_originate_the_pbx_refuses_leaves_a_failed_row(people: Store) -
 
 def test_the_fake_is_a_switch() -> None:
     assert isinstance(FakeSwitch(), Switch)
+
+
+async def test_dial_client_and_operator_of_a_call(people: Store) -> None:
+    switch = FakeSwitch()
+    placed = await place_bridge_call(people, switch, SETTINGS, "101", "79990007788", "Sales")
+    with people.transaction() as session:
+        add_operator(session, SETTINGS.calls, "200", "Sam", "supervisor", None)
+
+    again = await dial_client_of(people, switch, SETTINGS, placed.id, "200")
+    debrief = await dial_operator_of(people, switch, SETTINGS, placed.id, "200")
+    _, client_request, operator_request = switch.originated
+    assert client_request.channel == "PJSIP/200"
+    assert dict(client_request.variables)["CTL_CLIENT_DIAL"] == "PJSIP/79990007788@clients"
+    assert operator_request.channel == "PJSIP/200"
+    assert dict(operator_request.variables)["CTL_CLIENT_DIAL"] == "PJSIP/101"
+    with people.transaction() as session:
+        rows = {c.id: c for c in session.query(Call).all()}
+    assert (rows[again.id].direction, rows[again.id].client_number) == ("outbound", "79990007788")
+    assert rows[again.id].project_id == rows[placed.id].project_id
+    assert (rows[debrief.id].direction, rows[debrief.id].client_number) == ("internal", None)
+
+    with pytest.raises(DomainError, match="101 is the operator of call"):
+        await dial_operator_of(people, switch, SETTINGS, placed.id, "101")
+    with pytest.raises(NotFound, match="no call with id 999"):
+        await dial_client_of(people, switch, SETTINGS, 999, "200")
+    with pytest.raises(DomainError, match="has no client number"):
+        await dial_client_of(people, switch, SETTINGS, debrief.id, "200")

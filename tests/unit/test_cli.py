@@ -102,3 +102,26 @@ def test_call_list_empty_and_version(run) -> None:  # type: ignore[no-untyped-de
     assert run("call", "list").output.strip() == "(none)"
     assert json.loads(run("call", "list", "--active", "--json").output) == []
     assert "ctl, version" in run("--version").output
+
+
+def test_call_card_comment_and_review(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from ctl.store.engine import Store
+    from ctl.store.models import Call
+
+    store = Store(f"sqlite:///{tmp_path / 'ctl.db'}")
+    with store.transaction() as session:
+        session.add(Call(node="n", pbx_call_id="x", direction="outbound", state="ended",
+                         created_at=datetime.now(UTC), result="sale"))
+    store.dispose()
+    assert run("call", "comment", "1", "Rude to the client;\nneeds coaching").exit_code == 0
+    assert run("call", "flag", "1", "--review").exit_code == 0
+    shown = json.loads(run("call", "show", "1", "--json").output)
+    assert (shown["comment"], shown["review"], shown["result"]) == ("Rude to the client;\nneeds coaching", True, "sale")
+    assert json.loads(run("call", "flag", "1", "--no-review", "--json").output) == {"id": 1, "review": False}
+    assert run("call", "comment", "1", "").exit_code == 0
+    assert json.loads(run("call", "show", "1", "--json").output)["comment"] is None
+    bad = run("call", "comment", "1", "bell\x07")
+    assert bad.exit_code == 2 and "control character" in bad.output
+    assert run("call", "comment", "7", "x").exit_code == 4
