@@ -616,5 +616,15 @@ def _parse_since(text: str) -> datetime:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    cli.main(args=list(argv) if argv is not None else None, prog_name="ctl")
+    """The console script: usage errors too are one line (`ctl: …`, exit 2)."""
+    try:
+        code = cli.main(args=list(argv) if argv is not None else None, prog_name="ctl", standalone_mode=False)
+    except click.UsageError as error:
+        hint = f" (see `{error.ctx.command_path} --help`)" if error.ctx is not None else ""
+        click.echo(f"ctl: {error.format_message()}{hint}", err=True)
+        sys.exit(2)
+    except click.Abort:
+        click.echo("ctl: aborted", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 

@@ -43,23 +43,31 @@ def _refused(ctl: CtlRunner, *args: str) -> tuple[int, dict[str, Any], str]:
     return result.returncode, json.loads(result.stdout), lines[0]
 
 
-@pytest.mark.parametrize(("args", "code", "kind", "message"), [
+CLI_REFUSALS = [
     (["barge", "101", "--by", "200"], 6, "forbidden",
      "supervisor 200 may not barge (the role allows: listen, whisper)"),
     (["listen", "101", "--by", "102"], 6, "forbidden", "operator 102 may not listen"),
     (["listen", "102", "--by", "200"], 7, "no_call", "operator 102 has no call in progress"),
     (["listen", "109", "--by", "200"], 4, "not_found", "no operator with extension 109"),
     (["listen", "101", "--by", "209"], 4, "not_found", "no operator with extension 209"),
+    (["mode", "99", "whisper"], 4, "not_found", "no monitor session with id 99"),
+    (["mode", "1", "shout"], 6, "refused", "unknown mode 'shout'"),
+    (["stop", "99"], 4, "not_found", "no monitor session with id 99"),
+    (["stop"], 2, "invalid", "give a SESSION or --by EXT"),
     (["spy", "101", "--by", "200"], 2, None, "No such command"),
-])
-def test_cli_refusals(bridged: int, ctl: CtlRunner, asterisk: Sandbox, args: list[str], code: int,
-                      kind: str | None, message: str) -> None:
-    result = ctl.run("monitor", *args, "--json", check=False)
-    assert result.returncode == code
-    assert message in result.stderr
-    if kind is not None:
-        assert json.loads(result.stdout)["error"] == kind
-    assert _sessions(ctl) == [] and _spy_legs(asterisk) == 0
+]
+
+
+def test_cli_refusals(bridged: int, ctl: CtlRunner, asterisk: Sandbox) -> None:
+    """Each refusal on one live call (one set-up for all: the call is what they share)."""
+    for args, code, kind, message in CLI_REFUSALS:
+        result = ctl.run("monitor", *args, "--json", check=False)
+        assert result.returncode == code, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, (args, result.stderr)
+        if kind is not None:
+            assert json.loads(result.stdout)["error"] == kind, (args, result.stdout)
+        assert _sessions(ctl) == [] and _spy_legs(asterisk) == 0, args
 
 
 def test_cli_refuses_ones_own_call(bridged: int, ctl: CtlRunner, asterisk: Sandbox) -> None:
@@ -99,22 +107,25 @@ def test_cli_with_the_pbx_down_is_exit_3(bridged: int, ctl: CtlRunner) -> None:
     assert _sessions(ctl) == []
 
 
-@pytest.mark.parametrize(("caller", "code", "reason"), [
+FEATURE_CODE_REFUSALS = [
     ("200", "*224101", "forbidden"),  # a supervisor may not barge
     ("102", "*222101", "forbidden"),  # operators never monitor
     ("101", "*222101", "forbidden"),  # one's own call (and operators never monitor)
     ("200", "*222102", "no_call"),
     ("200", "*222109", "not_found"),
-])
+]
+
+
 def test_feature_code_refusals_are_audible_and_logged(bridged: int, ctl: CtlRunner, serve: Serve, phones: Phones,
-                                                      asterisk: Sandbox, tmp_path: Path, caller: str, code: str,
-                                                      reason: str) -> None:
-    dialer = phones.call(caller, code, make_tone(tmp_path / "t.ulaw", 1900), hold_ms=20_000)
-    # Asterisk answers, plays the refusal and hangs up: the phone gets a BYE long before 20 s.
-    assert dialer.wait(15) == 0
-    refusals = [e for e in serve.lines() if e.get("msg") == "monitor refused"]
-    assert [(e["by"], e["reason"]) for e in refusals] == [(caller, reason)]
-    assert _sessions(ctl) == [] and _spy_legs(asterisk) == 0
+                                                      asterisk: Sandbox, tmp_path: Path) -> None:
+    tone = make_tone(tmp_path / "t.ulaw", 1900)
+    for number, (caller, code, reason) in enumerate(FEATURE_CODE_REFUSALS, start=1):
+        dialer = phones.call(caller, code, tone, hold_ms=20_000)
+        # Asterisk answers, plays the refusal and hangs up: the phone gets a BYE long before 20 s.
+        assert dialer.wait(15) == 0, code
+        refusals = [e for e in serve.lines() if e.get("msg") == "monitor refused"]
+        assert len(refusals) == number and (refusals[-1]["by"], refusals[-1]["reason"]) == (caller, reason), refusals
+        assert _sessions(ctl) == [] and _spy_legs(asterisk) == 0, code
 
 
 def test_feature_code_refuses_a_second_monitor(bridged: int, ctl: CtlRunner, serve: Serve, phones: Phones,
