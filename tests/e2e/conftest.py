@@ -103,6 +103,7 @@ class Phones:
     sandbox: Sandbox
     workdir: Path
     started: list[SippPhone | SippCaller] = field(default_factory=list)
+    registered: list[tuple[str, int]] = field(default_factory=list)
 
     def phone(self, extension: str, scenario: str = "answer", **options: Any) -> SippPhone:
         port, media = free_ports(2)
@@ -114,6 +115,7 @@ class Phones:
     def register(self, extension: str, port: int) -> None:
         status = register(self.sandbox.sip, extension, self.sandbox.secret(extension), port)
         assert status == 200, f"REGISTER {extension} answered {status}"
+        self.registered.append((extension, port))
         contact = f"{extension}/sip:{extension}@127.0.0.1:{port}"
         wait_for(lambda: "Avail " in self.sandbox.rx(f"pjsip show contact {contact}"),
                  message=f"phone {extension} reachable")
@@ -137,8 +139,12 @@ class Phones:
         return phone
 
     def stop(self) -> None:
+        """Stop every phone and take back its registration: the next test starts with none."""
         for phone in self.started:
             phone.stop()
+        for extension, port in self.registered:
+            self.unregister(extension, port)
+        self.registered.clear()
 
 
 @pytest.fixture
