@@ -472,6 +472,7 @@ def _session_row(row: MonitorSession) -> dict[str, Any]:
         "operator": row.operator.extension if row.operator else None,
         "supervisor": row.supervisor.extension if row.supervisor else None,
         "mode": row.mode,
+        "follow": row.follow,
         "started_at": row.started_at,
         "attached_at": row.attached_at,
         "ended_at": row.ended_at,
@@ -494,16 +495,18 @@ def _start_command(mode_name: str, help_text: str) -> None:
     @monitor.command(mode_name, help=help_text)
     @click.argument("operator_ext", metavar="OPERATOR_EXT")
     @click.option("--by", "supervisor_ext", required=True, metavar="EXT", help="The supervisor, rung first.")
+    @click.option("--follow", is_flag=True, help="Stay on when the call ends and join the operator's next call.")
     @json_option
     @pass_app
-    def start(app: AppContext, operator_ext: str, supervisor_ext: str, as_json: bool) -> None:
+    def start(app: AppContext, operator_ext: str, supervisor_ext: str, follow: bool, as_json: bool) -> None:
         from ctl.services.monitoring import parse_mode, start_from_cli
 
         settings = app.settings
         session_id = asyncio.run(start_from_cli(app.store(), _switch(app), settings, parse_mode(mode_name),
-                                                operator_ext, supervisor_ext, follow=False))
+                                                operator_ext, supervisor_ext, follow=follow))
         if as_json:
-            emit({"session": session_id, "mode": mode_name, "operator": operator_ext, "by": supervisor_ext}, True)
+            emit({"session": session_id, "mode": mode_name, "operator": operator_ext, "by": supervisor_ext,
+                  "follow": follow}, True)
         else:
             click.echo(f"session {session_id}: ringing {supervisor_ext}; "
                        f"on answer, {mode_name} on {operator_ext}'s call")

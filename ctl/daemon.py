@@ -21,7 +21,7 @@ async def serve(settings: Settings) -> None:
     store = Store(settings.database.url)
     switch = AsteriskSwitch(settings.asterisk, spy_context=settings.monitor.spy_context)
     tracker = CallTracker(store, switch, settings)
-    monitors = MonitorTracker(store, switch)
+    monitors = MonitorTracker(store, switch, tracker.legs)
     # In this order for every event: a session's end reason reads the call's state.
     switch.subscribe(tracker.handle)
     switch.subscribe(monitors.handle)

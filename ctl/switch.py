@@ -51,8 +51,11 @@ class Switch(Protocol):
     async def spy(self, request: SpyRequest) -> str:
         """Ring the supervisor and, on answer, attach to the exact target channel."""
 
-    async def set_spy_mode(self, spy_channel_id: str, mode: MonitorMode, follow: bool = False) -> None:
+    async def set_spy_mode(self, spy_channel_id: str, mode: MonitorMode) -> None:
         """Switch a live session to `mode` without dropping the supervisor's call."""
+
+    async def spy_attach(self, spy_channel_id: str, target_channel: str, mode: MonitorMode) -> None:
+        """Attach a live spy leg (a following session between calls) to another exact channel."""
 
     async def record_start(self, channel_id: str, options: RecordingOptions) -> None: ...
 

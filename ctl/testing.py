@@ -82,10 +82,17 @@ class FakeSwitch:
         self.spied.append(request)
         return request.spy_channel_id
 
-    async def set_spy_mode(self, spy_channel_id: str, mode: MonitorMode, follow: bool = False) -> None:
+    async def set_spy_mode(self, spy_channel_id: str, mode: MonitorMode) -> None:
+        self._spy_leg(spy_channel_id)
+        self.calls.append(("set_spy_mode", (spy_channel_id, mode)))
+
+    async def spy_attach(self, spy_channel_id: str, target_channel: str, mode: MonitorMode) -> None:
+        self._spy_leg(spy_channel_id)
+        self.calls.append(("spy_attach", (spy_channel_id, target_channel, mode)))
+
+    def _spy_leg(self, spy_channel_id: str) -> None:
         if not any(s.spy_channel_id == spy_channel_id for s in self.spied):
             raise ActionFailed(f"no live channel with id {spy_channel_id}")
-        self.calls.append(("set_spy_mode", (spy_channel_id, mode)))
 
     async def record_start(self, channel_id: str, options: RecordingOptions) -> None:
         self.calls.append(("record_start", (channel_id, options)))

@@ -24,10 +24,10 @@ SPY_MODE_OPTIONS = {MonitorMode.LISTEN: "q", MonitorMode.WHISPER: "qw", MonitorM
 DTMF_MODES = {"4": MonitorMode.LISTEN, "5": MonitorMode.WHISPER, "6": MonitorMode.BARGE}
 
 
-def spy_options(mode: MonitorMode, follow: bool) -> str:
-    """E: hang up when the spied call ends; S: leave when there is nothing to spy on.
-    A following session keeps scanning for the operator's next call instead."""
-    return SPY_MODE_OPTIONS[mode] + ("" if follow else "ES")
+def spy_options(mode: MonitorMode) -> str:
+    """E: leave ChanSpy when the spied call ends; S: when there is nothing to spy on. The
+    dialplan then hangs up, or for a following session waits for ctl to bring the next call."""
+    return SPY_MODE_OPTIONS[mode] + "ES"
 
 
 def _safe(value: str, field: str) -> str:
@@ -104,7 +104,8 @@ def spy(request: SpyRequest, context: str) -> Action:
         caller_id=request.caller_id,
         timeout=request.timeout,
         variables=(("CTL_SPY_TARGET", _channel(request.target_channel)),
-                   ("CTL_SPY_OPTIONS", spy_options(request.mode, request.follow)),
+                   ("CTL_SPY_OPTIONS", spy_options(request.mode)),
+                   ("CTL_FOLLOW", "1" if request.follow else "0"),
                    ("CTL_SESSION", str(int(request.session_id)))),
     ))
 

@@ -122,7 +122,7 @@ class FeatureCodeServer:
             # Commas would split the dialplan's Log() arguments.
             await self._set(request, "CTL_REFUSAL", f"{error.kind}: {error}".replace(",", ";"))
             return
-        await self._set(request, "CTL_SPY_OPTIONS", spy_options(mode, follow=False))
+        await self._set(request, "CTL_SPY_OPTIONS", spy_options(mode))
         await self._set(request, "CTL_SESSION", str(session_id))
         await self._set(request, "CTL_SPY_TARGET", target)  # last: its presence is the yes
 
@@ -155,4 +155,4 @@ class FeatureCodeServer:
                                                                       "detail": str(error), "source": "dtmf"}})
                 return None
             monitoring.record_mode(session, row, mode, "dtmf")
-            return spy_options(mode, row.follow)
+            return spy_options(mode)

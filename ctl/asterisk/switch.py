@@ -309,12 +309,18 @@ class AsteriskSwitch:
         await self._send(actions.spy(request, self.spy_context))
         return request.spy_channel_id
 
-    async def set_spy_mode(self, spy_channel_id: str, mode: MonitorMode, follow: bool = False) -> None:
+    async def set_spy_mode(self, spy_channel_id: str, mode: MonitorMode) -> None:
         """New options on the spy leg, then send it back into the spy context: ChanSpy
         restarts on the same channel in the new mode and the supervisor's call stays up."""
         name = self._name(spy_channel_id)
-        await self._send(actions.set_variable(name, "CTL_SPY_OPTIONS", actions.spy_options(mode, follow)))
+        await self._send(actions.set_variable(name, "CTL_SPY_OPTIONS", actions.spy_options(mode)))
         await self._send(actions.redirect(name, self.spy_context))
+
+    async def spy_attach(self, spy_channel_id: str, target_channel: str, mode: MonitorMode) -> None:
+        """Point a live spy leg (a following session, waiting) at a new exact channel."""
+        name = self._name(spy_channel_id)
+        await self._send(actions.set_variable(name, "CTL_SPY_TARGET", target_channel))
+        await self.set_spy_mode(spy_channel_id, mode)
 
     async def record_start(self, channel_id: str, options: RecordingOptions) -> None:
         await self._send(actions.mix_monitor(self._name(channel_id), options))

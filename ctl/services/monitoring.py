@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -221,14 +221,14 @@ async def change_mode_from_cli(store: Store, switch: Switch, settings: Settings,
         supervisor = session.get(Operator, row.supervisor_id)
         assert supervisor is not None
         check_role(settings.monitor, supervisor, mode)
-        spy_channel_id, follow, current = row.spy_channel_id, row.follow, row.mode
+        spy_channel_id, current = row.spy_channel_id, row.mode
     if current == mode.value:
         return
     assert spy_channel_id is not None
     await switch.connect()
     try:
         await switch.channels()  # learn the spy leg's name
-        await switch.set_spy_mode(spy_channel_id, mode, follow)
+        await switch.set_spy_mode(spy_channel_id, mode)
     finally:
         await switch.close()
     with store.transaction() as session:
@@ -264,13 +264,32 @@ async def stop_from_cli(store: Store, switch: Switch, session_id: int | None, su
 # ---------------------------------------------------------------------------
 # Following the PBX (ctl serve)
 # ---------------------------------------------------------------------------
-class MonitorTracker:
-    """Closes sessions from the PBX's own events; runs after CallTracker on each event."""
+Legs = Callable[[str], list[tuple[str, str | None]]]
 
-    def __init__(self, store: Store, switch: Switch) -> None:
+
+@dataclass(frozen=True)
+class _Claim:
+    session_id: int
+    spy_channel_id: str
+    target: str
+    mode: MonitorMode
+
+
+class MonitorTracker:
+    """Follows sessions from the PBX's own events; runs after CallTracker on each event.
+
+    A following session (`--follow`) outlives the operator's call: its spy leg waits in
+    the dialplan, the session lets go of the ended call, and when the operator's next
+    call is bridged the session claims it — through the same unique index as any other
+    request, so a call someone else already monitors is left alone — and the spy leg
+    is pointed at the operator's new channel.
+    """
+
+    def __init__(self, store: Store, switch: Switch, legs: Legs) -> None:
         self.store = store
         self.switch = switch
         self.node = switch.node
+        self.legs = legs
 
     async def handle(self, event: ev.Event) -> None:
         if isinstance(event, ev.SwitchConnected):
@@ -282,6 +301,66 @@ class MonitorTracker:
             await asyncio.to_thread(self.reconcile, {info.channel_id for info in snapshot})
         elif isinstance(event, (ev.SpyStarted, ev.ChannelHungUp, ev.OriginateFailed)):
             await asyncio.to_thread(self.apply, event)
+            if isinstance(event, ev.ChannelHungUp):
+                await asyncio.to_thread(self.release_ended_call, event.call_id)
+        elif isinstance(event, ev.ChannelEnteredBridge):
+            claim = await asyncio.to_thread(self.claim_next_call, event.call_id)
+            if claim is not None:
+                await self._attach(claim)
+
+    def release_ended_call(self, call_pbx_id: str) -> None:
+        """The call of a following session ended: the session waits, holding no call."""
+        with self.store.transaction() as session:
+            call = session.scalar(select(Call).where(Call.node == self.node, Call.pbx_call_id == call_pbx_id))
+            if call is None or call.state != "ended":
+                return
+            rows = session.scalars(select(MonitorSession).where(MonitorSession.call_id == call.id,
+                                                                MonitorSession.follow.is_(True),
+                                                                MonitorSession.ended_at.is_(None)))
+            for row in rows:
+                row.call_id = None
+                log.info("monitor waiting for the operator's next call", extra={"fields": {"session": row.id}})
+
+    def claim_next_call(self, call_pbx_id: str) -> _Claim | None:
+        with self.store.transaction() as session:
+            call = session.scalar(select(Call).where(Call.node == self.node, Call.pbx_call_id == call_pbx_id))
+            if call is None or call.operator_id is None or call.state != "bridged":
+                return None
+            row = session.scalar(select(MonitorSession).where(MonitorSession.node == self.node,
+                                                              MonitorSession.operator_id == call.operator_id,
+                                                              MonitorSession.follow.is_(True),
+                                                              MonitorSession.call_id.is_(None),
+                                                              MonitorSession.ended_at.is_(None)))
+            if row is None:
+                return None
+            operator = session.get(Operator, call.operator_id)
+            supervisor = session.get(Operator, row.supervisor_id)
+            assert operator is not None and supervisor is not None
+            legs = self.legs(call_pbx_id)
+            target = next((name for name, endpoint in legs if endpoint == operator.extension), None)
+            if target is None or any(endpoint == supervisor.extension for _, endpoint in legs):
+                return None
+            row.call_id = call.id
+            try:
+                session.flush()
+            except IntegrityError:
+                session.rollback()
+                log.info("monitor: the operator's next call is already monitored; still waiting",
+                         extra={"fields": {"session": row.id, "call": call.id}})
+                return None
+            assert row.spy_channel_id is not None
+            log.info("monitor following to the next call", extra={"fields": {"session": row.id, "call": call.id}})
+            return _Claim(row.id, row.spy_channel_id, target, MonitorMode(row.mode))
+
+    async def _attach(self, claim: _Claim) -> None:
+        try:
+            await self.switch.spy_attach(claim.spy_channel_id, claim.target, claim.mode)
+        except SwitchError as error:
+            log.warning("monitor could not follow: %s", error, extra={"fields": {"session": claim.session_id}})
+            with self.store.transaction() as session:
+                row = session.get(MonitorSession, claim.session_id)
+                if row is not None and row.ended_at is None:
+                    row.call_id = None
 
     def _active(self, session: Session, spy_channel_id: str) -> MonitorSession | None:
         return session.scalar(select(MonitorSession).where(MonitorSession.node == self.node,

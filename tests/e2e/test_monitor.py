@@ -176,3 +176,26 @@ def test_feature_code_listen_then_dtmf_whisper_and_a_refused_barge(monitored_cal
     ended = wait_for(lambda: (s := _session(ctl, session_id))["ended_at"] and s, timeout=10, message="the end")
     assert ended["end_reason"] == "supervisor_hangup"  # type: ignore[index]
     assert ctl.call(monitored_call.call_id)["state"] == "bridged"
+
+
+def test_follow_stays_on_and_joins_the_operators_next_call(monitored_call: MonitoredCall, ctl: CtlRunner,
+                                                           asterisk: Sandbox) -> None:
+    session_id = int(ctl.json("monitor", "listen", "101", "--by", "200", "--follow")["session"])
+    monitored_call.check("listen", _attached(ctl, session_id))
+
+    # The first call ends: the supervisor stays on, the session holds no call.
+    asterisk.hangup_endpoint("clients")
+    ctl.wait_state(monitored_call.call_id, "ended")
+    waiting = wait_for(lambda: (s := _session(ctl, session_id))["call"] is None and s, timeout=10,
+                       message="the session to wait for the next call")
+    assert waiting["ended_at"] is None  # type: ignore[index]
+    assert "!ctl-monitor-spy!" in asterisk.rx("core show channels concise")  # the supervisor's leg waits
+
+    # The operator's next call: the session claims it and the supervisor hears it.
+    second = int(ctl.json("call", "bridge", "--operator", "101", "--to", "79990000002")["id"])
+    ctl.wait_state(second, "bridged")
+    wait_for(lambda: _session(ctl, session_id)["call"] == second, timeout=10, message="the session to follow")
+    monitored_call.check("listen", time.time())
+
+    ctl.run("monitor", "stop", str(session_id))
+    assert _session(ctl, session_id)["end_reason"] == "stopped"

@@ -100,9 +100,10 @@ def test_spy_targets_an_exact_channel_with_the_mode_options() -> None:
     listen = actions.spy(SpyRequest("PJSIP/200", "PJSIP/101-00000001", MonitorMode.LISTEN, "spy-1", 7),
                          "ctl-monitor-spy")
     assert (listen["Channel"], listen["ChannelId"], listen["Context"]) == ("PJSIP/200", "spy-1", "ctl-monitor-spy")
-    assert listen["Variable"] == ["CTL_SPY_TARGET=PJSIP/101-00000001", "CTL_SPY_OPTIONS=qES", "CTL_SESSION=7"]
-    assert actions.spy_options(MonitorMode.WHISPER, follow=False) == "qwES"
-    assert actions.spy_options(MonitorMode.BARGE, follow=True) == "qB"
+    assert listen["Variable"] == ["CTL_SPY_TARGET=PJSIP/101-00000001", "CTL_SPY_OPTIONS=qES", "CTL_FOLLOW=0",
+                                  "CTL_SESSION=7"]
+    assert actions.spy_options(MonitorMode.WHISPER) == "qwES"
+    assert actions.spy_options(MonitorMode.BARGE) == "qBES"
     with pytest.raises(ValidationError):
         actions.spy(SpyRequest("PJSIP/200", "PJSIP/101,qB", MonitorMode.LISTEN, "spy-1", 7), "ctl-monitor-spy")
     assert actions.redirect("PJSIP/200-00000002", "ctl-monitor-spy") == {
