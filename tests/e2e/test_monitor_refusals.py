@@ -189,3 +189,19 @@ def test_twenty_concurrent_requests_make_exactly_one_session(backend: str, reque
     finally:
         asterisk.hangup_endpoint("clients")
         assert daemon.stop() == 0
+
+
+def test_feature_code_refuses_ones_own_call(bridged: int, ctl: CtlRunner, serve: Serve, phones: Phones,
+                                            asterisk: Sandbox, tmp_path: Path) -> None:
+    assert serve.stop() == 0
+    ctl.env["CTL_MONITOR_OPERATOR"] = "listen"  # operators may listen: the own-call rule must still refuse
+    permissive = Serve(ctl, tmp_path / "serve-permissive.log")
+    try:
+        permissive.wait_log("reconciled with the PBX")
+        dialer = phones.call("101", "*222101", make_tone(tmp_path / "t.ulaw", 1900), hold_ms=20_000)
+        assert dialer.wait(15) == 0
+        [refusal] = [e for e in permissive.lines() if e.get("msg") == "monitor refused"]
+        assert refusal["reason"] == "forbidden" and refusal["detail"] == "101 cannot monitor their own call"
+        assert _sessions(ctl) == [] and _spy_legs(asterisk) == 0
+    finally:
+        assert permissive.stop() == 0
