@@ -120,8 +120,34 @@ def make_tone(path: Path, frequency: float, seconds: float = 2.0) -> Path:
     return path
 
 
+class _Sipp:
+    """A sipp process: started with its output in workdir/sipp-PORT.log, waited for, stopped."""
+
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes] | None
+
+    def _launch(self, command: list[str]) -> None:
+        log = open(self.workdir / f"sipp-{self.port}.log", "ab")
+        self.process = subprocess.Popen(command, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log,
+                                        stderr=subprocess.STDOUT)
+
+    def wait(self, timeout: float) -> int:
+        assert self.process is not None
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
 @dataclass
-class SippPhone:
+class SippPhone(_Sipp):
     """One sipp process acting as a phone (or as the clients' network) on 127.0.0.1:port."""
 
     scenario: str  # answer | busy | noanswer
@@ -155,24 +181,10 @@ class SippPhone:
         ]
         if self.calls is not None:
             command += ["-m", str(self.calls)]
-        log = open(self.workdir / f"sipp-{self.port}.log", "ab")
-        self.process = subprocess.Popen(command, cwd=self.workdir, stdin=subprocess.DEVNULL,
-                                        stdout=log, stderr=subprocess.STDOUT)
+        self._launch(command)
+        assert self.process is not None
         _wait_udp_bound(self.port, self.process)
         return self
-
-    def wait(self, timeout: float) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def _udp_port_free(port: int) -> bool:
@@ -317,7 +329,7 @@ Content-Length: 0
 
 
 @dataclass
-class SippCaller:
+class SippCaller(_Sipp):
     """One call placed by a registered phone: `sipp` as a UAC with digest auth."""
 
     user: str
@@ -339,20 +351,5 @@ class SippCaller:
         command = ["sipp", f"{self.server[0]}:{self.server[1]}", "-sf", str(scenario),
                    "-i", "127.0.0.1", "-p", str(self.port), "-mi", "127.0.0.1", "-mp", str(self.media_port),
                    "-au", self.user, "-ap", self.password, "-m", "1", "-nostdin", "-trace_err", "-aa"]
-        log = open(self.workdir / f"sipp-{self.port}.log", "ab")
-        self.process = subprocess.Popen(command, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=log,
-                                        stderr=subprocess.STDOUT)
+        self._launch(command)
         return self
-
-    def wait(self, timeout: float) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()

@@ -205,3 +205,29 @@ def test_feature_code_refuses_ones_own_call(bridged: int, ctl: CtlRunner, serve:
         assert _sessions(ctl) == [] and _spy_legs(asterisk) == 0
     finally:
         assert permissive.stop() == 0
+
+
+def test_feature_code_refuses_a_call_the_pbx_no_longer_has(ctl: CtlRunner, serve: Serve, phones: Phones,
+                                                           asterisk: Sandbox, tmp_path: Path) -> None:
+    """The store lags the PBX (a row another controller left open): refused as call_ended."""
+    from datetime import UTC, datetime
+
+    from ctl.store.models import Call, Operator
+
+    store = Store(ctl.url)
+    try:
+        with store.transaction() as session:
+            operator = session.query(Operator).filter_by(extension="101").one()
+            stale = Call(node="e2e", pbx_call_id="ctl-gone", direction="outbound", state="bridged",
+                         operator_id=operator.id, created_at=datetime.now(UTC))
+            session.add(stale)
+            session.flush()
+            stale_id = stale.id
+    finally:
+        store.dispose()
+    dialer = phones.call("200", "*222101", make_tone(tmp_path / "t.ulaw", 1900), hold_ms=20_000)
+    assert dialer.wait(15) == 0
+    [refusal] = [e for e in serve.lines() if e.get("msg") == "monitor refused"]
+    assert refusal["reason"] == "call_ended"
+    assert refusal["detail"] == f"call {stale_id} of operator 101 has ended"
+    assert _sessions(ctl) == [] and _spy_legs(asterisk) == 0
