@@ -37,6 +37,7 @@ from ctl.errors import (
     SwitchError,
 )
 from ctl.model import ChannelInfo, MonitorMode, SpyRequest
+from ctl.services.calls import CallTracker
 from ctl.services.directory import get_operator
 from ctl.store.engine import Store
 from ctl.store.models import Call, MonitorModeChange, MonitorSession, Operator
@@ -283,6 +284,9 @@ class MonitorTracker:
     call is bridged the session claims it — through the same unique index as any other
     request, so a call someone else already monitors is left alone — and the spy leg
     is pointed at the operator's new channel.
+
+    Most events concern no session at all, so the store is asked only about channels
+    known to be spy legs, calls a spy attached to, and bridges while a session waits.
     """
 
     def __init__(self, store: Store, switch: Switch, legs: Legs) -> None:
@@ -290,6 +294,9 @@ class MonitorTracker:
         self.switch = switch
         self.node = switch.node
         self.legs = legs
+        self.spy_legs: set[str] = set()  # live supervisor legs (ctl-spy-… or a dialed feature code)
+        self.spied_calls: set[str] = set()  # PBX ids of calls a spy attached to, until they end
+        self.waiting: set[int] = set()  # following sessions between two calls
 
     async def handle(self, event: ev.Event) -> None:
         if isinstance(event, ev.SwitchConnected):
@@ -299,13 +306,27 @@ class MonitorTracker:
                 log.warning("monitor reconciliation skipped: %s", error)
                 return
             await asyncio.to_thread(self.reconcile, {info.channel_id for info in snapshot})
-        elif isinstance(event, (ev.SpyStarted, ev.ChannelHungUp, ev.OriginateFailed)):
+        elif isinstance(event, ev.ChannelCreated):
+            if not CallTracker.is_call(event.call_id, event.dialed):
+                self.spy_legs.add(event.channel_id)
+        elif isinstance(event, ev.SpyStarted):
+            self.spy_legs.add(event.spy_channel_id)
+            self.spied_calls.add(event.call_id)
             await asyncio.to_thread(self.apply, event)
-            if isinstance(event, ev.ChannelHungUp):
+        elif isinstance(event, ev.OriginateFailed):
+            if not CallTracker.is_call(event.channel_id, None):
+                await asyncio.to_thread(self.apply, event)
+        elif isinstance(event, ev.ChannelHungUp):
+            if event.channel_id in self.spy_legs:
+                self.spy_legs.discard(event.channel_id)
+                ended = await asyncio.to_thread(self.apply, event)
+                self.waiting.discard(ended or 0)
+            if event.call_id in self.spied_calls:
                 await asyncio.to_thread(self.release_ended_call, event.call_id)
-        elif isinstance(event, ev.ChannelEnteredBridge):
+        elif isinstance(event, ev.ChannelEnteredBridge) and self.waiting:
             claim = await asyncio.to_thread(self.claim_next_call, event.call_id)
             if claim is not None:
+                self.waiting.discard(claim.session_id)
                 await self._attach(claim)
 
     def release_ended_call(self, call_pbx_id: str) -> None:
@@ -314,11 +335,13 @@ class MonitorTracker:
             call = session.scalar(select(Call).where(Call.node == self.node, Call.pbx_call_id == call_pbx_id))
             if call is None or call.state != "ended":
                 return
+            self.spied_calls.discard(call_pbx_id)
             rows = session.scalars(select(MonitorSession).where(MonitorSession.call_id == call.id,
                                                                 MonitorSession.follow.is_(True),
                                                                 MonitorSession.ended_at.is_(None)))
             for row in rows:
                 row.call_id = None
+                self.waiting.add(row.id)
                 log.info("monitor waiting for the operator's next call", extra={"fields": {"session": row.id}})
 
     def claim_next_call(self, call_pbx_id: str) -> _Claim | None:
@@ -361,13 +384,15 @@ class MonitorTracker:
                 row = session.get(MonitorSession, claim.session_id)
                 if row is not None and row.ended_at is None:
                     row.call_id = None
+                    self.waiting.add(row.id)
 
     def _active(self, session: Session, spy_channel_id: str) -> MonitorSession | None:
         return session.scalar(select(MonitorSession).where(MonitorSession.node == self.node,
                                                            MonitorSession.spy_channel_id == spy_channel_id,
                                                            MonitorSession.ended_at.is_(None)))
 
-    def apply(self, event: ev.Event) -> None:
+    def apply(self, event: ev.Event) -> int | None:
+        """Apply a spy event; return the id of a session it ended."""
         if isinstance(event, ev.SpyStarted):
             with self.store.transaction() as session:
                 row = self._active(session, event.spy_channel_id)
@@ -378,7 +403,7 @@ class MonitorTracker:
             with self.store.transaction() as session:
                 row = self._active(session, event.channel_id)
                 if row is None:
-                    return
+                    return None
                 call = session.get(Call, row.call_id) if row.call_id is not None else None
                 if row.attached_at is None:
                     reason = "supervisor_no_answer"
@@ -387,16 +412,29 @@ class MonitorTracker:
                 else:
                     reason = "supervisor_hangup"
                 end_session(session, row, event.at, reason)
+                return row.id
         elif isinstance(event, ev.OriginateFailed):
             with self.store.transaction() as session:
                 row = self._active(session, event.channel_id)
                 if row is not None:
                     end_session(session, row, event.at, "supervisor_unreachable")
+                    return row.id
+        return None
 
     def reconcile(self, live_channel_ids: set[str]) -> None:
+        """After a (re)connect: sessions whose spy leg is gone end; the rest are watched again."""
+        self.spy_legs, self.spied_calls, self.waiting = set(), set(), set()
         with self.store.transaction() as session:
             rows = session.scalars(select(MonitorSession).where(MonitorSession.node == self.node,
                                                                 MonitorSession.ended_at.is_(None)))
             for row in rows:
                 if row.spy_channel_id not in live_channel_ids:
                     end_session(session, row, _now(), "lost")
+                    continue
+                assert row.spy_channel_id is not None
+                self.spy_legs.add(row.spy_channel_id)
+                call = session.get(Call, row.call_id) if row.call_id is not None else None
+                if call is not None:
+                    self.spied_calls.add(call.pbx_call_id)
+                elif row.follow:
+                    self.waiting.add(row.id)

@@ -64,6 +64,9 @@ async def test_second_request_refused_and_following_session_skips_a_monitored_ca
 
     live: dict[str, list[tuple[str, str | None]]] = {"one": [(i.name, i.endpoint) for i in _legs("one")]}
     tracker = MonitorTracker(staff, switch, lambda pbx_id: live.get(pbx_id, []))
+    [spy] = switch.spied
+    await tracker.handle(ev.SpyStarted(node="fake", at=NOW, call_id="one", spy_channel_id=spy.spy_channel_id,
+                                       target_channel_id="one"))
     with staff.transaction() as session:
         session.get(Call, first_call).state = "ended"  # type: ignore[union-attr]
     await tracker.handle(ev.ChannelHungUp(node="fake", at=NOW, call_id="one", channel_id="one",
