@@ -360,13 +360,10 @@ def call() -> None:
 @pass_app
 def call_bridge(app: AppContext, operator_ext: str, number: str, project_name: str | None, as_json: bool) -> None:
     """Click-to-call: ring the operator; when they answer, dial the client and bridge them."""
-    from ctl.asterisk import AsteriskSwitch
     from ctl.services.calls import place_bridge_call
 
-    settings = app.settings
-    store = app.store()
-    switch = AsteriskSwitch(settings.asterisk)
-    placed = asyncio.run(place_bridge_call(store, switch, settings, operator_ext, number, project_name))
+    placed = asyncio.run(place_bridge_call(app.store(), _switch(app), app.settings, operator_ext, number,
+                                           project_name))
     if as_json:
         emit({"id": placed.id, "pbx_call_id": placed.pbx_call_id, "operator": placed.operator,
               "client": placed.number, "state": "created"}, True)

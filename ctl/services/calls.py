@@ -62,8 +62,7 @@ async def place_bridge_call(store: Store, switch: Switch, settings: Settings, op
                 raise DomainError(f"operator {operator.extension} is not a member of project {project.name!r}")
             project_id = project.id
         first = _First(operator.extension, operator.dial_string, operator.id)
-    return await _ring_then_dial(store, switch, settings, first, settings.calls.client_dial.replace("{number}", number),
-                                 number, number, project_id, Direction.OUTBOUND)
+    return await _ring_client(store, switch, settings, first, number, project_id)
 
 
 async def dial_client_of(store: Store, switch: Switch, settings: Settings, call_id: int,
@@ -76,8 +75,7 @@ async def dial_client_of(store: Store, switch: Switch, settings: Settings, call_
         person = get_operator(session, from_extension)
         first = _First(person.extension, person.dial_string, person.id)
         number, project_id = call.client_number, call.project_id
-    return await _ring_then_dial(store, switch, settings, first, settings.calls.client_dial.replace("{number}", number),
-                                 number, number, project_id, Direction.OUTBOUND)
+    return await _ring_client(store, switch, settings, first, number, project_id)
 
 
 async def dial_operator_of(store: Store, switch: Switch, settings: Settings, call_id: int,
@@ -95,6 +93,12 @@ async def dial_operator_of(store: Store, switch: Switch, settings: Settings, cal
         target_dial, target_ext = operator.dial_string, operator.extension
     return await _ring_then_dial(store, switch, settings, first, target_dial, target_ext, None, None,
                                  Direction.INTERNAL)
+
+
+async def _ring_client(store: Store, switch: Switch, settings: Settings, first: _First, number: str,
+                       project_id: int | None) -> PlacedCall:
+    return await _ring_then_dial(store, switch, settings, first, settings.calls.client_dial.replace("{number}", number),
+                                 number, number, project_id, Direction.OUTBOUND)
 
 
 def get_call(session: Session, call_id: int) -> Call:
