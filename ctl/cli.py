@@ -23,7 +23,7 @@ from ctl import __version__
 from ctl.config import Settings, load_settings
 from ctl.errors import CtlError, NotFound, ValidationError
 from ctl.store.engine import Store, current_revision, head_revision, make_engine, safe_url, upgrade
-from ctl.store.models import Call, MonitorSession, Operator, Project
+from ctl.store.models import Call, MonitorSession, Operator, Project, Recording
 
 
 class AppContext:
@@ -234,6 +234,8 @@ def _project_row(project: Project, full: bool = False) -> dict[str, Any]:
         "name": project.name,
         "members": [m.extension for m in project.members],
         "result_codes": [r.code for r in project.result_codes],
+        "recording": project.recording_policy,
+        "stereo": project.recording_stereo,
     }
     if full:
         row["result_codes"] = [{"code": r.code, "label": r.label, "successful": r.successful}
@@ -256,10 +258,14 @@ def project() -> None:
 @click.option("--result", "results", multiple=True, metavar="CODE[:LABEL][:success]",
               help="A result code operators may record; repeat for several.")
 @click.option("--member", "members", multiple=True, metavar="EXT", help="An operator of the project; repeatable.")
+@click.option("--recording", "recording_policy", default=None, metavar="always|on-demand|never",
+              help="Which calls are recorded (default: [recording] policy, itself 'always').")
+@click.option("--stereo/--mono", "stereo", default=None,
+              help="Record client and operator on separate channels (default: [recording] stereo).")
 @json_option
 @pass_app
 def project_add(app: AppContext, name: str, script: str | None, script_file: Path | None, results: tuple[str, ...],
-                members: tuple[str, ...], as_json: bool) -> None:
+                members: tuple[str, ...], recording_policy: str | None, stereo: bool | None, as_json: bool) -> None:
     """Add project NAME."""
     from ctl.services.directory import ResultCodeSpec, add_project
 
@@ -272,12 +278,39 @@ def project_add(app: AppContext, name: str, script: str | None, script_file: Pat
             raise ValidationError(f"--script-file {script_file}: not UTF-8 text") from None
     specs = [ResultCodeSpec.parse(text) for text in results]
     with app.store().transaction() as session:
-        added = _project_row(add_project(session, name, script or "", specs, list(members)))
+        added = _project_row(add_project(session, name, script or "", specs, list(members),
+                                         recording_policy or app.settings.recording.policy, stereo))
     if as_json:
         emit(added, True)
     else:
         click.echo(f"added project {added['name']} ({len(added['result_codes'])} result codes, "
                    f"{len(added['members'])} members)")
+
+
+@project.command("set")
+@click.argument("name")
+@click.option("--recording", "recording_policy", default=None, metavar="always|on-demand|never",
+              help="Which calls are recorded.")
+@click.option("--stereo/--mono", "stereo", default=None, help="Stereo (client left, operator right) or mono.")
+@click.option("--stereo-default", is_flag=True, help="Follow the [recording] stereo setting again.")
+@json_option
+@pass_app
+def project_set(app: AppContext, name: str, recording_policy: str | None, stereo: bool | None, stereo_default: bool,
+                as_json: bool) -> None:
+    """Change project NAME's recording policy or format."""
+    from ctl.services.directory import set_project_recording
+
+    if stereo is not None and stereo_default:
+        raise ValidationError("give --stereo/--mono or --stereo-default, not both")
+    if recording_policy is None and stereo is None and not stereo_default:
+        raise ValidationError("nothing to change: give --recording, --stereo/--mono or --stereo-default")
+    with app.store().transaction() as session:
+        row = _project_row(set_project_recording(session, name, recording_policy, stereo, stereo_default))
+    if as_json:
+        emit(row, True)
+    else:
+        stereo_text = {None: "as [recording] stereo", True: "stereo", False: "mono"}[row["stereo"]]
+        click.echo(f"project {row['name']}: recording {row['recording']}, {stereo_text}")
 
 
 @project.command("list")
@@ -289,7 +322,7 @@ def project_list(app: AppContext, as_json: bool) -> None:
 
     with app.store().transaction() as session:
         rows = [_project_row(p) for p in list_projects(session)]
-    emit(rows, as_json, ["name", "members", "result_codes"])
+    emit(rows, as_json, ["name", "members", "result_codes", "recording"])
 
 
 @project.command("show")
@@ -307,6 +340,8 @@ def project_show(app: AppContext, name: str, as_json: bool) -> None:
         return
     click.echo(f"project   {row['name']}")
     click.echo(f"members   {_cell(row['members'])}")
+    stereo_text = {None: "default format", True: "stereo", False: "mono"}[row["stereo"]]
+    click.echo(f"recording {row['recording']} ({stereo_text})")
     click.echo("results")
     for code in row["result_codes"]:
         click.echo(f"  {code['code']:<16} {code['label']}{'  (successful)' if code['successful'] else ''}")
@@ -345,6 +380,25 @@ def _call_row(call: Call, full: bool = False) -> dict[str, Any]:
             "recording": call.recording_path,
         })
     return row
+
+
+def _recording_row(rec: Recording) -> dict[str, Any]:
+    return {
+        "call": rec.call_id,
+        "state": rec.state,
+        "path": rec.path,
+        "stereo": rec.stereo,
+        "source": rec.source,
+        "started_at": rec.started_at,
+        "stopped_at": rec.stopped_at,
+        "stop_reason": rec.stop_reason,
+        "size_bytes": rec.size_bytes,
+        "duration_s": None if rec.duration_ms is None else rec.duration_ms / 1000,
+        "complete": rec.complete,
+        "problem": rec.problem,
+        "purged_at": rec.purged_at,
+        "pauses": [{"paused_at": p.paused_at, "resumed_at": p.resumed_at, "source": p.source} for p in rec.pauses],
+    }
 
 
 @cli.group(cls=CtlGroup)
@@ -398,7 +452,34 @@ def call_show(app: AppContext, call_id: int, as_json: bool) -> None:
         if found is None:
             raise NotFound(f"no call with id {call_id}")
         row = _call_row(found, full=True)
+        recording = session.scalar(select(Recording).where(Recording.call_id == call_id)
+                                   .options(selectinload(Recording.pauses)))
+        if recording is not None:
+            details = _recording_row(recording)
+            row.update({"recording_state": details["state"], "recording_complete": details["complete"],
+                        "recording_duration_s": details["duration_s"],
+                        "recording_pauses": len(details["pauses"])})
     emit(row, as_json)
+
+
+@call.command("recording")
+@click.argument("call_id", type=int)
+@click.option("-o", "--output", required=True, metavar="FILE",
+              help="Where to write the WAV file ('-': standard output; a directory: keep its name).")
+@click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
+@json_option
+@pass_app
+def call_recording(app: AppContext, call_id: int, output: str, force: bool, as_json: bool) -> None:
+    """Export the recording of CALL_ID (only a complete one, checked against the store)."""
+    from ctl.services.recording import export
+
+    size = export(app.store(), call_id, output, force)
+    if output == "-":
+        return
+    if as_json:
+        emit({"call": call_id, "output": output, "size_bytes": size}, True)
+    else:
+        click.echo(f"call {call_id}: recording written to {output} ({size} bytes)", err=False)
 
 
 @call.command("comment")
@@ -613,6 +694,108 @@ def _parse_since(text: str) -> datetime:
     except ValueError:
         raise ValidationError(f"--since: {text!r} is not an ISO date or time (e.g. 2026-11-01T09:00)") from None
     return parsed if parsed.tzinfo else parsed.astimezone()
+
+
+# ---------------------------------------------------------------------------
+# recording
+# ---------------------------------------------------------------------------
+@cli.group(cls=CtlGroup)
+def record() -> None:
+    """Call recordings: start, stop, pause (a mute: one file per call), list, purge."""
+
+
+@record.command("start")
+@click.argument("call_id", type=int)
+@json_option
+@pass_app
+def record_start(app: AppContext, call_id: int, as_json: bool) -> None:
+    """Start recording CALL_ID now (a no-op if it is already being recorded)."""
+    from ctl.services.recording import start_from_cli
+
+    result = asyncio.run(start_from_cli(app.store(), _switch(app), app.settings, call_id))
+    if as_json:
+        emit({"call": call_id, "state": result.state, "already": result.already, "path": result.path,
+              "since": result.since}, True)
+    elif result.already:
+        click.echo(f"call {call_id} is already being recorded ({result.state} since {_cell(result.since)}): "
+                   "nothing done")
+    else:
+        click.echo(f"call {call_id}: recording to {result.path}")
+
+
+def _pause_command(name: str, paused: bool, help_text: str) -> None:
+    @record.command(name, help=help_text)
+    @click.argument("call_id", type=int)
+    @json_option
+    @pass_app
+    def change(app: AppContext, call_id: int, as_json: bool) -> None:
+        from ctl.services.recording import set_paused_from_cli
+
+        result = asyncio.run(set_paused_from_cli(app.store(), _switch(app), call_id, paused))
+        if as_json:
+            emit({"call": call_id, "state": result.state, "changed": result.changed}, True)
+        elif result.changed:
+            click.echo(f"call {call_id}: recording {'paused' if paused else 'resumed'}")
+        else:
+            click.echo(f"call {call_id}: recording already {result.state}: nothing done")
+
+
+_pause_command("pause", True, "Pause the recording of CALL_ID: silence in the file until resumed.")
+_pause_command("resume", False, "Resume a paused recording of CALL_ID.")
+
+
+@record.command("stop")
+@click.argument("call_id", type=int)
+@json_option
+@pass_app
+def record_stop(app: AppContext, call_id: int, as_json: bool) -> None:
+    """Stop recording CALL_ID and close its file (the call goes on)."""
+    from ctl.services.recording import stop_from_cli
+
+    result = asyncio.run(stop_from_cli(app.store(), _switch(app), app.settings, call_id))
+    if as_json:
+        emit({"call": call_id, "state": result.state, "changed": result.changed}, True)
+    elif result.changed:
+        click.echo(f"call {call_id}: recording {result.state}")
+    else:
+        click.echo(f"call {call_id}: recording already {result.state}: nothing done")
+
+
+@record.command("list")
+@click.option("--active", is_flag=True, help="Only recordings in progress.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+@pass_app
+def record_list(app: AppContext, active: bool, limit: int, as_json: bool) -> None:
+    """List recordings, newest first."""
+    query = select(Recording).options(selectinload(Recording.pauses))
+    if active:
+        query = query.where(Recording.state.in_(("starting", "recording", "paused")))
+    query = query.order_by(Recording.requested_at.desc(), Recording.id.desc()).limit(limit)
+    with app.store().transaction() as session:
+        rows = [_recording_row(r) for r in session.scalars(query)]
+    emit(rows, as_json, ["call", "state", "started_at", "duration_s", "size_bytes", "complete", "path"])
+
+
+@record.command("purge")
+@click.option("--older-than", "days", required=True, type=click.IntRange(0, 36_500), metavar="DAYS",
+              help="Delete files of recordings that ended more than DAYS days ago.")
+@click.option("--dry-run", is_flag=True, help="Only list what would be deleted.")
+@json_option
+@pass_app
+def record_purge(app: AppContext, days: int, dry_run: bool, as_json: bool) -> None:
+    """Retention: delete old recording files (never one of a call in progress); rows stay, marked purged."""
+    from ctl.services.recording import purge
+
+    done = purge(app.store(), days, dry_run)
+    rows = [{"call": p.call_id, "path": p.path, "size_bytes": p.size, "stopped_at": p.stopped_at} for p in done]
+    if as_json:
+        emit({"dry_run": dry_run, "recordings": rows, "bytes": sum(p.size or 0 for p in done)}, True)
+        return
+    for row in rows:
+        click.echo(f"{'would delete' if dry_run else 'deleted'} {row['path']} (call {row['call']})")
+    click.echo(f"{len(rows)} recordings, {sum(p.size or 0 for p in done)} bytes"
+               f"{' would be' if dry_run else ''} purged")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -72,6 +72,34 @@ class MonitorSettings:
 
 
 @dataclass(frozen=True)
+class RecordingSettings:
+    """Where call recordings go and which calls are recorded.
+
+    The PBX writes the files; ctl reads them (size, completeness, export, purge).
+    `directory` is the path as ctl sees it, `pbx_directory` as the PBX sees it
+    (they differ when the PBX runs in a container or chroot; empty = the same).
+    """
+
+    directory: str = "/var/spool/asterisk/recordings"
+    pbx_directory: str = ""
+    # Policy of calls without a project, and of new projects: always, on-demand, never.
+    policy: str = "always"
+    # Stereo WAV: the client on the left channel, the operator on the right.
+    stereo: bool = False
+    # Refuse to start a recording when the directory has less free space than this.
+    min_free_mb: int = 50
+    # Seconds to wait for the PBX to close a file after the call ends.
+    finalize_timeout: float = 10.0
+
+    @property
+    def pbx_root(self) -> str:
+        return self.pbx_directory or self.directory
+
+
+RECORDING_POLICIES = ("always", "on-demand", "never")
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
     format: str = "json"
@@ -83,6 +111,7 @@ class Settings:
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
     calls: CallSettings = field(default_factory=CallSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str = "defaults"
 
@@ -92,8 +121,12 @@ SECTIONS: dict[str, type[Any]] = {
     "asterisk": AsteriskSettings,
     "calls": CallSettings,
     "monitor": MonitorSettings,
+    "recording": RecordingSettings,
     "log": LogSettings,
 }
+
+
+_BOOLEANS = {"true": True, "yes": True, "1": True, "on": True, "false": False, "no": False, "0": False, "off": False}
 
 
 def _coerce(where: str, kind: Any, value: Any, from_env: bool) -> Any:
@@ -106,6 +139,12 @@ def _coerce(where: str, kind: Any, value: Any, from_env: bool) -> Any:
             if number < 0:
                 raise ValueError
             return number
+        if kind_name == "bool":
+            if isinstance(value, bool):
+                return value
+            if from_env and isinstance(value, str) and value.lower() in _BOOLEANS:
+                return _BOOLEANS[value.lower()]
+            raise ValueError
         if kind_name == "str":
             if not isinstance(value, str):
                 raise ValueError
@@ -200,5 +239,17 @@ def _check_values(settings: Settings) -> None:
     check_header_value(settings.monitor.spy_context, "[monitor] spy_context")
     if not 1 <= settings.monitor.agi_port <= 65535:
         raise ConfigError(f"[monitor] agi_port: expected 1-65535, got {settings.monitor.agi_port}")
+    recording = settings.recording
+    if recording.policy not in RECORDING_POLICIES:
+        raise ConfigError(f"[recording] policy: expected always, on-demand or never, got {recording.policy!r}")
+    for key in ("directory", "pbx_directory"):
+        value = getattr(recording, key)
+        check_header_value(value, f"[recording] {key}")
+        if value and not value.startswith("/"):
+            raise ConfigError(f"[recording] {key}: expected an absolute path, got {value!r}")
+        if any(ch in value for ch in ",|\"'$"):
+            raise ConfigError(f"[recording] {key}: characters , | \" ' $ are not allowed in a recording path")
+    if not recording.directory:
+        raise ConfigError("[recording] directory: must not be empty")
     if settings.calls.ring_timeout < 1:
         raise ConfigError("[calls] ring_timeout: expected at least 1 second")

@@ -12,6 +12,7 @@ from ctl.config import Settings
 from ctl.errors import SwitchUnreachable
 from ctl.services.calls import CallTracker
 from ctl.services.monitoring import MonitorTracker
+from ctl.services.recording import RecordingTracker
 from ctl.store.engine import Store, safe_url
 
 log = logging.getLogger("ctl.serve")
@@ -22,9 +23,13 @@ async def serve(settings: Settings) -> None:
     switch = AsteriskSwitch(settings.asterisk, spy_context=settings.monitor.spy_context)
     tracker = CallTracker(store, switch, settings)
     monitors = MonitorTracker(store, switch, tracker.legs)
-    # In this order for every event: a session's end reason reads the call's state.
+    recordings = RecordingTracker(store, switch, settings, tracker.leg_ids, tracker.state_of,
+                                  tracker.bridge_of)
+    # In this order for every event: a session's end reason and the recording
+    # policy read the call's state.
     switch.subscribe(tracker.handle)
     switch.subscribe(monitors.handle)
+    switch.subscribe(recordings.handle)
     feature_codes = FeatureCodeServer(store, settings, switch.node, tracker.legs)
     await feature_codes.start()
     log.info("ctl serve starting", extra={"fields": {"store": safe_url(settings.database.url),
@@ -51,6 +56,7 @@ async def serve(settings: Settings) -> None:
         log.info("ctl serve stopping")
         await feature_codes.close()
         await switch.close()
+        await recordings.wait_idle()
         for task in (runner, stopper):
             task.cancel()
         await asyncio.gather(runner, stopper, return_exceptions=True)

@@ -11,6 +11,8 @@
     │   └── Conflict              already exists / already in that state          exit 8
     │       └── AlreadyMonitored  another supervisor is on that call              exit 8
     ├── StoreError                the database cannot be reached or is not migrated exit 5
+    ├── StorageError              recording files: directory missing, not writable,
+    │                             disk full, file missing or incomplete            exit 5
     └── SwitchError               the PBX side                                     exit 3
         ├── SwitchUnreachable     cannot connect (refused, timeout, lost)
         ├── AuthenticationFailed  the PBX refused our credentials
@@ -71,6 +73,11 @@ class AlreadyMonitored(Conflict):
 class StoreError(CtlError):
     exit_code = 5
     kind = "store"
+
+
+class StorageError(CtlError):
+    exit_code = 5
+    kind = "storage"
 
 
 class SwitchError(CtlError):

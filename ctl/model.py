@@ -143,3 +143,5 @@ class RecordingOptions:
     stereo: bool = False
     # Which audio: what the channel's party says and hears (both), only says (rx), only hears (tx).
     direction: str = "both"
+    # Continue an existing file (the same recording picked up again after a transfer).
+    append: bool = False

@@ -8,6 +8,7 @@ test emits to the subscribers, in order, as a real adapter does.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -28,6 +29,8 @@ class FakeSwitch:
     spied: list[SpyRequest] = field(default_factory=list)
     calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)  # every other operation
     connects: int = 0
+    # Called on record_start, standing in for the PBX writing the file (None: nothing is written).
+    recorder: Callable[[str, RecordingOptions], None] | None = None
     _handlers: list[EventHandler] = field(default_factory=list)
     _connected: bool = False
 
@@ -96,6 +99,8 @@ class FakeSwitch:
 
     async def record_start(self, channel_id: str, options: RecordingOptions) -> None:
         self.calls.append(("record_start", (channel_id, options)))
+        if self.recorder is not None:
+            self.recorder(channel_id, options)
 
     async def record_stop(self, channel_id: str) -> None:
         self.calls.append(("record_stop", (channel_id,)))

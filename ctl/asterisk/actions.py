@@ -125,6 +125,8 @@ def mix_monitor(channel_name: str, options: RecordingOptions) -> Action:
     flags = {"both": "", "rx": "", "tx": ""}[options.direction]
     if options.stereo:
         flags += "D"
+    if options.append:
+        flags += "a"
     return {"Action": "MixMonitor", "Channel": _channel(channel_name), "File": _safe(options.path, "path"),
             "Options": flags}
 

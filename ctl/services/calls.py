@@ -221,6 +221,22 @@ class CallTracker:
         live = self.live.get(call_id)
         return [] if live is None else [(c.name, c.endpoint) for c in live.channels.values()]
 
+    def leg_ids(self, call_id: str) -> list[tuple[str, str, str | None]]:
+        """(channel id, channel name, endpoint) of every live leg of a call."""
+        live = self.live.get(call_id)
+        return [] if live is None else [(i, c.name, c.endpoint) for i, c in live.channels.items()]
+
+    def bridge_of(self, call_id: str, channel_id: str) -> str | None:
+        """The bridge a live leg is in (None: in none, or unknown)."""
+        live = self.live.get(call_id)
+        channel = None if live is None else live.channels.get(channel_id)
+        return None if channel is None else channel.bridge_id
+
+    def state_of(self, call_id: str) -> str | None:
+        """The state of a live call (None: not a call ctl follows, or over)."""
+        live = self.live.get(call_id)
+        return None if live is None else live.state.value
+
     @staticmethod
     def is_call(call_id: str, dialed: str | None) -> bool:
         """Spy legs are monitor sessions, not calls: those ctl originates (ctl-spy-…) and

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ctl.config import CallSettings
 from ctl.errors import Conflict, NotFound, ValidationError
-from ctl.store.models import Operator, Project, ResultCode
+from ctl.store.models import RECORDING_POLICIES, Operator, Project, ResultCode
 from ctl.validation import check_dial_string, check_extension, check_result_code, check_role, check_text
 
 
@@ -74,9 +74,17 @@ def get_project(session: Session, name: str) -> Project:
     return project
 
 
+def check_recording_policy(value: str, field: str = "--recording") -> str:
+    if value not in RECORDING_POLICIES:
+        raise ValidationError(f"{field}: expected always, on-demand or never, got {value!r}")
+    return value
+
+
 def add_project(session: Session, name: str, script: str, result_codes: list[ResultCodeSpec],
-                member_extensions: list[str]) -> Project:
+                member_extensions: list[str], recording_policy: str = "always",
+                recording_stereo: bool | None = None) -> Project:
     name = check_text(name, "project name", 100)
+    check_recording_policy(recording_policy)
     codes = [spec.code for spec in result_codes]
     duplicates = sorted({code for code in codes if codes.count(code) > 1})
     if duplicates:
@@ -89,9 +97,22 @@ def add_project(session: Session, name: str, script: str, result_codes: list[Res
         script=check_text(script, "script", 100_000, allow_newlines=True, required=False),
         result_codes=[ResultCode(code=s.code, label=s.label, successful=s.successful) for s in result_codes],
         members=members,
+        recording_policy=recording_policy,
+        recording_stereo=recording_stereo,
     )
     session.add(project)
     session.flush()
+    return project
+
+
+def set_project_recording(session: Session, name: str, policy: str | None, stereo: bool | None,
+                          clear_stereo: bool = False) -> Project:
+    """Change a project's recording policy and/or stereo choice (None: leave as is)."""
+    project = get_project(session, name)
+    if policy is not None:
+        project.recording_policy = check_recording_policy(policy)
+    if stereo is not None or clear_stereo:
+        project.recording_stereo = stereo
     return project
 
 

@@ -44,6 +44,10 @@ OPERATOR_STATUSES = ("offline", "available", "break", "dnd", "talking", "wrap_up
 CALL_STATES = ("created", "ringing", "answered", "bridged", "ended")
 DIRECTIONS = ("outbound", "inbound", "internal")
 MONITOR_MODES = ("listen", "whisper", "barge")
+RECORDING_POLICIES = ("always", "on-demand", "never")
+# starting: MixMonitor asked, not yet confirmed; recording/paused: the PBX writes (or mutes);
+# stopped: the file is closed; failed: the PBX never wrote it. Only `stopped` can be complete.
+RECORDING_STATES = ("starting", "recording", "paused", "stopped", "failed")
 
 
 def utcnow() -> datetime:
@@ -113,10 +117,14 @@ class Project(Base):
     """A campaign or line of business: its script, its result codes, its operators."""
 
     __tablename__ = "projects"
+    __table_args__ = (CheckConstraint(_in("recording_policy", RECORDING_POLICIES), name="recording_policy"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     script: Mapped[str] = mapped_column(Text, default="", server_default="")
+    recording_policy: Mapped[str] = mapped_column(String(16), default="always", server_default="always")
+    # None: the [recording] stereo setting decides.
+    recording_stereo: Mapped[bool | None] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     result_codes: Mapped[list[ResultCode]] = relationship(
@@ -221,3 +229,59 @@ class MonitorModeChange(Base):
     source: Mapped[str] = mapped_column(String(16))  # cli, dtmf, pbx
 
     session: Mapped[MonitorSession] = relationship(back_populates="mode_changes")
+
+
+class Recording(Base):
+    """The one recording of a call: one file, written by the PBX, described here.
+
+    The PBX's own events drive the row (MixMonitorStart → recording, the channel's
+    hangup or MixMonitorStop → stopped); `complete` is set only once ctl has read
+    the closed file and found it whole.
+    """
+
+    __tablename__ = "recordings"
+    __table_args__ = (
+        CheckConstraint(_in("state", RECORDING_STATES), name="state"),
+        Index("ix_recordings_state", "state"),
+        Index("ix_recordings_stopped_at", "stopped_at"),
+        # Never reuse the id of a deleted row (a refused start): late PBX events name ids.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id", ondelete="CASCADE"), unique=True)
+    node: Mapped[str] = mapped_column(String(64))
+    channel_id: Mapped[str] = mapped_column(String(128))  # the leg MixMonitor runs on
+    channel_name: Mapped[str] = mapped_column(String(200))
+    path: Mapped[str] = mapped_column(String(500))  # as ctl sees it
+    pbx_path: Mapped[str] = mapped_column(String(500))  # as the PBX sees it
+    stereo: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    state: Mapped[str] = mapped_column(String(16), default="starting")
+    source: Mapped[str] = mapped_column(String(16))  # policy, cli
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    stopped_at: Mapped[datetime | None]
+    stop_reason: Mapped[str | None] = mapped_column(String(32))
+    size_bytes: Mapped[int | None] = mapped_column(Integer)
+    duration_ms: Mapped[int | None] = mapped_column(Integer)  # of the audio in the file
+    complete: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    problem: Mapped[str | None] = mapped_column(String(300))
+    purged_at: Mapped[datetime | None]
+
+    pauses: Mapped[list[RecordingPause]] = relationship(
+        back_populates="recording", cascade="all, delete-orphan", order_by="RecordingPause.paused_at")
+    call: Mapped[Call] = relationship()
+
+
+class RecordingPause(Base):
+    """A span during which the recording was muted: silence in the file, same timeline."""
+
+    __tablename__ = "recording_pauses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    recording_id: Mapped[int] = mapped_column(ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    paused_at: Mapped[datetime]
+    resumed_at: Mapped[datetime | None]
+    source: Mapped[str] = mapped_column(String(16))  # cli, feature_code, pbx
+
+    recording: Mapped[Recording] = relationship(back_populates="pauses")

@@ -134,3 +134,21 @@ def hears(packets: dict[int, list[Packet]], port: int, start: float, end: float,
         return {name: level_dbfs(audio, frequency) for name, frequency in tones.items()}
     except AssertionError as error:
         raise AssertionError(f"port {port}: {error}") from None
+
+
+def wav_tracks(path: Path) -> list[np.ndarray]:
+    """The channels of a 16-bit PCM WAV file as float arrays (full scale = 1.0), 8 kHz checked."""
+    import wave
+
+    with wave.open(str(path)) as wav:
+        assert wav.getframerate() == SAMPLE_RATE and wav.getsampwidth() == 2, \
+            f"{path}: {wav.getframerate()} Hz, {wav.getsampwidth() * 8} bit"
+        channels = wav.getnchannels()
+        data = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2").astype(np.float64) / 32768.0
+    return [data[i::channels] for i in range(channels)]
+
+
+def track_levels(track: np.ndarray, start: float, end: float, tones: dict[str, float]) -> dict[str, float]:
+    """Level of each named tone in seconds [start, end) of one recorded track."""
+    piece = track[int(start * SAMPLE_RATE):int(end * SAMPLE_RATE)]
+    return {name: level_dbfs(piece, frequency) for name, frequency in tones.items()}

@@ -53,6 +53,10 @@ class Sandbox:
     def clients_port(self) -> int:
         return int(self.settings["CLIENTS_PORT"])
 
+    @property
+    def recordings(self) -> Path:
+        return self.instance.state / "spool" / "recordings"
+
     def secret(self, name: str) -> str:
         return secrets_of(self.instance.state)[name]
 
@@ -199,6 +203,9 @@ def ctl_environment(sandbox: Sandbox, url: str, **extra: str) -> dict[str, str]:
         "CTL_ASTERISK_NODE": "e2e",
         "CTL_ASTERISK_RECONNECT_MAX": "2",
         "CTL_MONITOR_AGI_PORT": sandbox.settings["AGI_PORT"],
+        # The sandbox's spool, seen by ctl on the host and by Asterisk inside its root.
+        "CTL_RECORDING_DIRECTORY": str(sandbox.recordings),
+        "CTL_RECORDING_PBX_DIRECTORY": "/var/spool/asterisk/recordings",
         "CTL_LOG_FORMAT": "json",
         "CTL_LOG_LEVEL": "info",
     })
