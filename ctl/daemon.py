@@ -30,7 +30,7 @@ async def serve(settings: Settings) -> None:
     switch.subscribe(tracker.handle)
     switch.subscribe(monitors.handle)
     switch.subscribe(recordings.handle)
-    feature_codes = FeatureCodeServer(store, settings, switch.node, tracker.legs)
+    feature_codes = FeatureCodeServer(store, settings, switch, tracker.legs)
     await feature_codes.start()
     log.info("ctl serve starting", extra={"fields": {"store": safe_url(settings.database.url),
                                                      "asterisk": f"{settings.asterisk.host}:{settings.asterisk.port}",

@@ -59,6 +59,7 @@ DEFAULTS = {
     "CODE_LISTEN": "*222",
     "CODE_WHISPER": "*223",
     "CODE_BARGE": "*224",
+    "CODE_RECORD_PAUSE": "*1",
 }
 TOKEN = re.compile(r"@([A-Z_]+|SECRET:[A-Za-z0-9_-]+)@")
 # Instance directories bind-mounted over the root's own.
@@ -236,7 +237,9 @@ class Instance:
             capture_output=True, text=True, timeout=timeout,
         )
 
-    def start(self, settings: dict[str, str], boot_timeout: float = 60) -> None:
+    def start(self, settings: dict[str, str], boot_timeout: float = 60, recordings: Path | None = None) -> None:
+        """Boot Asterisk. `recordings`: a host directory to use as its recordings directory
+        (/var/spool/asterisk/recordings) instead of the one under the state directory."""
         if self.pid() is not None:
             raise SandboxError(f"an Asterisk already runs for {self.state} (pid {self.pid()})")
         root = build_root(self.cache)
@@ -257,6 +260,9 @@ class Instance:
             (root / target.lstrip("/")).mkdir(parents=True, exist_ok=True)
         mounts = ["mount --bind /proc proc", "mount --bind /dev dev"]
         mounts += [f"mount --bind {self.state / name} {target.lstrip('/')}" for name, target in INSTANCE_DIRS.items()]
+        if recordings is not None:
+            os.chown(recordings, uid, gid)
+            mounts.append(f"mount --bind {recordings} var/spool/asterisk/recordings")
         script = f"cd {root} && " + " && ".join(mounts) + f" && exec chroot {root} asterisk -f -U asterisk -G asterisk"
         console = open(self.state / "console.log", "ab")
         process = subprocess.Popen(

@@ -74,10 +74,14 @@ def main() -> int:
             "CTL_ASTERISK_PORT": str(ami_port),
             "CTL_ASTERISK_SECRET": secrets_of(work / "asterisk")["ami"],
             "CTL_LOG_FORMAT": "text",
+            # Asterisk writes recordings inside its root; ctl reads them from the host.
+            "CTL_RECORDING_DIRECTORY": str(work / "asterisk" / "spool" / "recordings"),
+            "CTL_RECORDING_PBX_DIRECTORY": "/var/spool/asterisk/recordings",
         })
         say("2. Point ctl at it (environment variables override ctl.toml) and create the store")
         print(f"  CTL_DATABASE_URL={env['CTL_DATABASE_URL']}\n  CTL_ASTERISK_PORT={ami_port}  "
-              "CTL_ASTERISK_SECRET=<generated at install, in the sandbox's secrets file>")
+              "CTL_ASTERISK_SECRET=<generated at install, in the sandbox's secrets file>\n"
+              f"  CTL_RECORDING_DIRECTORY={env['CTL_RECORDING_DIRECTORY']}")
         ctl(env, "db", "upgrade")
 
         say("3. Add an operator, a supervisor and a project")
@@ -125,12 +129,27 @@ def main() -> int:
             print(f"{RED}unexpected end: {final}{RESET}")
             return 1
 
-        say("9. What ctl serve logged")
+        say("9. The call was recorded (project policy: always) — one WAV, described by the store")
+
+        def recording_done() -> bool:
+            rows = json.loads(ctl_quiet(env, "record", "list", "--json"))
+            return bool(rows) and rows[0]["state"] == "stopped"
+
+        wait_until("the recording to be closed", recording_done)
+        ctl(env, "record", "list")
+        exported = work / f"call-{call_id}.wav"
+        ctl(env, "call", "recording", str(call_id), "-o", str(exported))
+        recorded = json.loads(ctl_quiet(env, "record", "list", "--json"))[0]
+        if not recorded["complete"]:
+            print(f"{RED}recording incomplete: {recorded['problem']}{RESET}")
+            return 1
+
+        say("10. What ctl serve logged")
         for line in (work / "serve.log").read_text().splitlines():
-            if "ctl.calls" in line or "ctl.asterisk" in line:
+            if "ctl.calls" in line or "ctl.asterisk" in line or "ctl.recording" in line:
                 print("  " + line)
         print(f"\n{GREEN}demo complete: call {call_id} went created → ringing → answered → bridged → ended "
-              f"(normal clearing){RESET}")
+              f"(normal clearing); its recording ({recorded['duration_s']} s) is in {exported}{RESET}")
         return 0
     finally:
         if serve is not None:

@@ -160,6 +160,8 @@ class SippPhone(_Sipp):
     # answer them), so by default there is no call limit: the test stops the phone.
     calls: int | None = None
     tone: Path | None = None
+    # Keys the phone presses after answering: (milliseconds after answer, key) pairs.
+    digits: list[tuple[int, str]] = field(default_factory=list)
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> SippPhone:
@@ -172,7 +174,8 @@ class SippPhone(_Sipp):
         template = (SCENARIOS / f"uas_{self.scenario}.xml").read_text()
         scenario = self.workdir / f"uas_{self.scenario}_{self.port}.xml"
         scenario.write_text(template.replace("@RING_MS@", str(self.ring_ms))
-                            .replace("@HOLD_MS@", str(self.hold_ms)).replace("@TONE@", str(tone)))
+                            .replace("@HOLD_MS@", str(self.hold_ms)).replace("@TONE@", str(tone))
+                            .replace("<!--@DIGITS@-->", "\n  ".join(dtmf_steps(self.digits))))
         command = [
             "sipp", "-sf", str(scenario),
             "-i", "127.0.0.1", "-p", str(self.port),
@@ -254,33 +257,51 @@ Content-Length: 0
 """
 
 
-def caller_scenario(user: str, target: str, digits: list[tuple[int, str]], hold_ms: int, tone: Path) -> str:
-    """A phone that dials `target` with digest auth, streams `tone`, presses `digits`
-    ((milliseconds after answer, digit) pairs, RFC 4733 events) and hangs up after
-    `hold_ms` unless the PBX sends BYE first (as it does after a refusal)."""
-    steps = [f'<nop><action><exec rtp_stream="{tone},-1,0"/></action></nop>']
-    elapsed = 0
+_DTMF_FILES = {"*": "star", "#": "pound"}
+
+
+def dtmf_steps(digits: list[tuple[int, str]]) -> list[str]:
+    """sipp steps pressing `digits` ((milliseconds after answer, key) pairs) as RFC 4733
+    events, pausing the tone while each plays."""
+    steps, elapsed = [], 0
     for at_ms, digit in digits:
+        if digit not in "0123456789*#" or len(digit) != 1:
+            raise ValueError(f"not a DTMF key: {digit!r}")
         steps.append(f'<pause milliseconds="{max(at_ms - elapsed, 0)}"/>')
         steps.append('<nop><action><exec rtp_stream="pause"/>'
-                     f'<exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_{digit}.pcap"/></action></nop>')
+                     f'<exec play_pcap_audio="/usr/share/sip-tester/dtmf_2833_{_DTMF_FILES.get(digit, digit)}.pcap"/>'
+                     '</action></nop>')
         steps.append('<pause milliseconds="400"/>')
         steps.append('<nop><action><exec rtp_stream="resume"/></action></nop>')
         elapsed = at_ms + 400
+    return steps
+
+
+def caller_scenario(user: str, target: str, digits: list[tuple[int, str]], hold_ms: int, tone: Path,
+                    authenticate: bool = True) -> str:
+    """A phone that dials `target` (with digest auth, or without for a trunk identified by
+    its address), streams `tone`, presses `digits` ((milliseconds after answer, digit)
+    pairs, RFC 4733 events) and hangs up after `hold_ms` unless the PBX sends BYE first
+    (as it does after a refusal)."""
+    steps = [f'<nop><action><exec rtp_stream="{tone},-1,0"/></action></nop>', *dtmf_steps(digits)]
     body = "\n  ".join(steps)
-    invite1 = _UAC_INVITE.format(target=target, user=user, cseq=1, auth="")
-    invite2 = _UAC_INVITE.format(target=target, user=user, cseq=2, auth="[authentication]\n")
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="ctl calling phone {user} -> {target}">
-  <send retrans="500"><![CDATA[
+    cseq = 2 if authenticate else 1
+    challenge = ""
+    if authenticate:
+        invite1 = _UAC_INVITE.format(target=target, user=user, cseq=1, auth="")
+        challenge = f"""  <send retrans="500"><![CDATA[
 {invite1}]]></send>
   <recv response="100" optional="true"/>
   <recv response="401" auth="true"/>
   <send><![CDATA[
 {_UAC_ACK.format(target=target, user=user, cseq=1, branch="[branch-1]")}
 ]]></send>
-  <send retrans="500"><![CDATA[
-{invite2}]]></send>
+"""
+    invite = _UAC_INVITE.format(target=target, user=user, cseq=cseq, auth="[authentication]\n" if authenticate else "")
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="ctl calling phone {user} -> {target}">
+{challenge}  <send retrans="500"><![CDATA[
+{invite}]]></send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
@@ -291,7 +312,7 @@ Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: <sip:{user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
 [last_To:]
 Call-ID: [call_id]
-CSeq: 2 ACK
+CSeq: {cseq} ACK
 Max-Forwards: 70
 Content-Length: 0
 
@@ -317,7 +338,7 @@ Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: <sip:{user}@[remote_ip]>;tag=[pid]SIPpTag00[call_number]
 [last_To:]
 Call-ID: [call_id]
-CSeq: 3 BYE
+CSeq: {cseq + 1} BYE
 Max-Forwards: 70
 Content-Length: 0
 
@@ -333,7 +354,7 @@ class SippCaller(_Sipp):
     """One call placed by a registered phone: `sipp` as a UAC with digest auth."""
 
     user: str
-    password: str
+    password: str | None  # None: no digest auth (the clients' trunk, identified by address)
     target: str
     server: tuple[str, int]
     port: int
@@ -347,9 +368,12 @@ class SippCaller(_Sipp):
     def start(self) -> SippCaller:
         self.workdir.mkdir(parents=True, exist_ok=True)
         scenario = self.workdir / f"uac_{self.user}_{self.port}.xml"
-        scenario.write_text(caller_scenario(self.user, self.target, self.digits, self.hold_ms, self.tone))
+        scenario.write_text(caller_scenario(self.user, self.target, self.digits, self.hold_ms, self.tone,
+                                            authenticate=self.password is not None))
         command = ["sipp", f"{self.server[0]}:{self.server[1]}", "-sf", str(scenario),
                    "-i", "127.0.0.1", "-p", str(self.port), "-mi", "127.0.0.1", "-mp", str(self.media_port),
-                   "-au", self.user, "-ap", self.password, "-m", "1", "-nostdin", "-trace_err", "-aa"]
+                   "-m", "1", "-nostdin", "-trace_err", "-aa"]
+        if self.password is not None:
+            command += ["-au", self.user, "-ap", self.password]
         self._launch(command)
         return self

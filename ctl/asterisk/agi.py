@@ -6,6 +6,9 @@ Routes (dialplan/asterisk/ctl-monitor.conf):
                           CTL_SESSION; no: sets CTL_REFUSAL and the dialplan refuses.
     mode,<digit>          a digit pressed during a session: 4 listen, 5 whisper, 6 barge,
                           allowed only if the supervisor's role allows the new mode.
+    record-pause,<linkedid>  an operator's in-call code (dialplan/asterisk/ctl-recording.conf):
+                          pause the call's recording, or resume it; sets CTL_RECORD_STATE
+                          to paused or recording, or CTL_REFUSAL.
 
 The caller is identified by the PJSIP endpoint of its channel (agi_channel), never
 by caller id, which a phone can set to anything. panoramisk's Request sends the
@@ -18,17 +21,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from panoramisk.fast_agi import Request
+from sqlalchemy import select
 
 from ctl.asterisk.actions import DTMF_MODES, spy_options
 from ctl.asterisk.translate import endpoint_of
 from ctl.config import Settings
-from ctl.errors import ConfigError, CtlError, Forbidden
+from ctl.errors import ConfigError, Conflict, CtlError, Forbidden, NotFound
 from ctl.model import MonitorMode
-from ctl.services import monitoring
+from ctl.services import monitoring, recording
 from ctl.store.engine import Store
-from ctl.store.models import MonitorSession, Operator
+from ctl.store.models import Call, MonitorSession, Operator
+from ctl.switch import Switch
 
 log = logging.getLogger("ctl.agi")
 HEADER_LIMIT = 16 * 1024
@@ -56,10 +62,11 @@ async def read_headers(reader: asyncio.StreamReader) -> dict[str, str] | None:
 
 
 class FeatureCodeServer:
-    def __init__(self, store: Store, settings: Settings, node: str, legs: Legs) -> None:
+    def __init__(self, store: Store, settings: Settings, switch: Switch, legs: Legs) -> None:
         self.store = store
+        self.switch = switch
         self.settings = settings
-        self.node = node
+        self.node = switch.node
         self.legs = legs  # the live legs of a call, from ctl serve's CallTracker
         self._server: asyncio.Server | None = None
 
@@ -88,6 +95,8 @@ class FeatureCodeServer:
                 await self._monitor(request)
             elif script == "mode":
                 await self._mode(request)
+            elif script == "record-pause":
+                await self._record_pause(request)
             else:
                 log.warning("FastAGI request for unknown script %r", script)
         except Exception:
@@ -156,3 +165,41 @@ class FeatureCodeServer:
                 return None
             monitoring.record_mode(session, row, mode, "dtmf")
             return spy_options(mode)
+
+    async def _record_pause(self, request: Request) -> None:
+        headers = request.headers
+        call_pbx_id = headers.get("agi_arg_1", "")
+        extension = None
+        try:
+            extension = self._caller(headers)
+            if extension in self.settings.asterisk.trunks:
+                raise Forbidden("a client's phone cannot pause the recording")
+            if not any(endpoint == extension for _, endpoint in self.legs(call_pbx_id)):
+                raise Forbidden(f"{extension} is not on call {call_pbx_id}")
+            call_id, channel_id, muted = await asyncio.to_thread(self._pause_plan, call_pbx_id)
+            await self.switch.record_mute(channel_id, muted)
+            state = await asyncio.to_thread(self._paused, call_id, muted)
+        except CtlError as error:
+            log.warning("recording pause refused", extra={"fields": {"by": extension, "call": call_pbx_id,
+                                                                     "reason": error.kind, "detail": str(error)}})
+            await self._set(request, "CTL_REFUSAL", f"{error.kind}: {error}".replace(",", ";"))
+            return
+        await self._set(request, "CTL_RECORD_STATE", state)
+
+    def _pause_plan(self, call_pbx_id: str) -> tuple[int, str, bool]:
+        """The call, the recorded leg, and whether to mute (recording) or unmute (paused)."""
+        with self.store.transaction() as session:
+            call = session.scalar(select(Call).where(Call.node == self.node, Call.pbx_call_id == call_pbx_id))
+            if call is None:
+                raise NotFound(f"no call {call_pbx_id}")
+            row = recording.recording_of(session, call.id)
+            if row.state not in ("recording", "paused"):
+                raise Conflict(f"call {call.id}'s recording is {row.state}")
+            return call.id, row.channel_id, row.state == "recording"
+
+    def _paused(self, call_id: int, muted: bool) -> str:
+        with self.store.transaction() as session:
+            row = recording.recording_of(session, call_id)
+            recording.mark_paused(session, row, muted, datetime.now(UTC), "feature_code")
+            session.refresh(row)
+            return row.state

@@ -40,6 +40,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class Sandbox:
     instance: Instance
     settings: dict[str, str]
+    recordings_dir: Path | None = None  # when not the one under the state directory
 
     @property
     def sip(self) -> tuple[str, int]:
@@ -55,7 +56,7 @@ class Sandbox:
 
     @property
     def recordings(self) -> Path:
-        return self.instance.state / "spool" / "recordings"
+        return self.recordings_dir or self.instance.state / "spool" / "recordings"
 
     def secret(self, name: str) -> str:
         return secrets_of(self.instance.state)[name]
@@ -82,15 +83,15 @@ class Sandbox:
         raise AssertionError(f"unexpected output: {out!r}")
 
 
-def start_sandbox(state: Path) -> Sandbox:
+def start_sandbox(state: Path, recordings: Path | None = None) -> Sandbox:
     sip, ami, clients, agi = (free_port(), free_port(kind=1), free_port(), free_port(kind=1))
     rtp_start = random.randrange(40000, 58000, 200)
     settings = {**DEFAULTS, "SIP_PORT": str(sip), "AMI_PORT": str(ami), "CLIENTS_PORT": str(clients),
                 "AGI_PORT": str(agi), "RTP_START": str(rtp_start), "RTP_END": str(rtp_start + 199),
                 "SYSTEM_NAME": "ctl-e2e"}
     instance = Instance(state)
-    instance.start(settings)
-    return Sandbox(instance, settings)
+    instance.start(settings, recordings=recordings)
+    return Sandbox(instance, settings, recordings)
 
 
 @pytest.fixture(scope="session")
@@ -133,6 +134,14 @@ class Phones:
         port, media = free_ports(2)
         caller = SippCaller(extension, self.sandbox.secret(extension), target, self.sandbox.sip, port, media,
                             self.workdir, tone, digits or [], hold_ms).start()
+        self.started.append(caller)
+        return caller
+
+    def inbound(self, number: str, dialed: str, tone: Path, hold_ms: int = 30_000) -> SippCaller:
+        """A client calling in through the trunk (identified by address: no digest auth)."""
+        port, media = free_ports(2)
+        caller = SippCaller(number, None, dialed, self.sandbox.sip, port, media, self.workdir, tone, [],
+                            hold_ms).start()
         self.started.append(caller)
         return caller
 

@@ -90,8 +90,9 @@ def monitored_call(ctl: CtlRunner, serve: Serve, phones: Phones, tmp_path: Path,
     capture = RtpCapture(tmp_path / "rtp.pcap", [p.media_port for p in parties.values()])
     call_id = int(ctl.json("call", "bridge", "--operator", "101", "--to", "79991234567")["id"])
     ctl.wait_state(call_id, "bridged")
-    yield MonitoredCall(ctl, parties, capture, call_id)
-    capture.stop()
+    monitored = MonitoredCall(ctl, parties, capture, call_id)
+    yield monitored
+    monitored.capture.stop()  # add_party may have replaced the first capture
 
 
 def _session(ctl: CtlRunner, session_id: int) -> dict[str, Any]:

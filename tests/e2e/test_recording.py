@@ -277,3 +277,79 @@ def test_record_commands_refuse_with_one_line_and_write_nothing(ctl: CtlRunner, 
     ctl.wait_state(call_id, "ended")
     ended = ctl.run("record", "start", str(call_id), "--json", check=False)
     assert ended.returncode == 7 and '"call_ended"' in ended.stdout
+
+
+def test_the_operators_feature_code_pauses_and_resumes(ctl: CtlRunner, serve: Serve, phones: Phones,
+                                                       tones: dict[str, Path], asterisk: Sandbox) -> None:
+    code = asterisk.settings["CODE_RECORD_PAUSE"]  # *1 by default
+    keys = [(3000, code[0]), (3450, code[1]), (6500, code[0]), (6950, code[1])]
+    phones.phone("101", "answer", hold_ms=120_000, tone=tones["operator"], digits=keys)
+    phones.clients("answer", hold_ms=120_000, tone=tones["client"])
+    call_id = int(ctl.json("call", "bridge", "--operator", "101", "--to", "79991234567", "--project", "Sales")["id"])
+    wait_recording(ctl, call_id, "recording")
+    wait_for(lambda: (r := recording(ctl, call_id)) and r["pauses"] and r["pauses"][0]["resumed_at"],
+             timeout=15, message="the operator's code to pause and resume")
+    time.sleep(2)
+    asterisk.hangup_endpoint("clients")
+    row = wait_recording(ctl, call_id, "stopped")
+    assert row["complete"] is True, row
+    [pause] = row["pauses"]
+    assert pause["source"] == "feature_code", pause
+    paused, resumed = offsets(row, "paused_at")[0], offsets(row, "resumed_at")[0]
+    assert 2.0 < resumed - paused < 4.5, (paused, resumed)
+    [track] = wav_tracks(Path(row["path"]))
+    silent = levels_between(track, paused + 0.2, resumed - 0.2)
+    assert max(silent.values()) < -60, silent
+    for start, end in ((0.3, paused - 0.7), (resumed + 0.7, row["duration_s"] - 0.3)):
+        levels = levels_between(track, start, end)
+        assert levels["client"] > HEARD_DBFS and levels["operator"] > HEARD_DBFS, (start, end, levels)
+    # Nothing was refused on the way.
+    assert serve.count("recording pause refused") == 0
+
+
+def test_an_inbound_call_to_an_operator_is_recorded(ctl: CtlRunner, serve: Serve, phones: Phones,
+                                                    tones: dict[str, Path]) -> None:
+    phones.phone("101", "answer", hold_ms=120_000, tone=tones["operator"])
+    caller = phones.inbound("79997654321", "5550000", tones["client"], hold_ms=5000)
+    call = wait_for(lambda: [c for c in ctl.calls() if c["direction"] == "inbound"], timeout=10,
+                    message="the inbound call")[0]  # type: ignore[index]
+    row = wait_recording(ctl, call["id"], "recording")
+    assert row["source"] == "policy"  # no project: the [recording] policy, always by default
+    caller.wait(20)
+    row = wait_recording(ctl, call["id"], "stopped")
+    assert row["complete"] is True, row
+    shown = ctl.call(call["id"])
+    assert shown["client"] == "79997654321" and shown["operator"] == "101" and shown["recording_complete"]
+    [track] = wav_tracks(Path(row["path"]))
+    levels = levels_between(track, 0.3, row["duration_s"] - 0.3)
+    assert levels["client"] > HEARD_DBFS and levels["operator"] > HEARD_DBFS, levels
+
+
+def test_the_pbx_disk_filling_up_mid_call_leaves_an_incomplete_row(tmp_path: Path, tiny_fs: Any,
+                                                                    tones: dict[str, Path]) -> None:
+    from tests.e2e.conftest import make_ctl, start_sandbox
+
+    small = tiny_fs("pbx-recordings", "size=40k")  # about 2.5 s of 8 kHz 16-bit audio
+    sandbox = start_sandbox(tmp_path / "asterisk-small", recordings=small)
+    phones = Phones(sandbox, tmp_path / "phones-small")
+    daemon = None
+    try:
+        runner = make_ctl(sandbox, f"sqlite:///{tmp_path / 'small.db'}")
+        runner = CtlRunner({**runner.env, "CTL_RECORDING_MIN_FREE_MB": "0"}, runner.url)
+        daemon = Serve(runner, tmp_path / "serve-small.log")
+        daemon.wait_log("reconciled with the PBX")
+        call_id = bridged_call(runner, phones, tones)
+        wait_recording(runner, call_id, "recording")
+        time.sleep(5)
+        sandbox.hangup_endpoint("clients")
+        row = wait_recording(runner, call_id, "stopped")
+        assert row["complete"] is False and "disk full" in row["problem"], row
+        assert row["duration_s"] < 3 and row["size_bytes"] <= 40 * 1024, row
+        assert daemon.count("recording incomplete: " + row["problem"]) == 1
+        refused = runner.run("call", "recording", str(call_id), "-o", str(tmp_path / "x.wav"), check=False)
+        assert refused.returncode == 5 and "incomplete" in refused.stderr and not (tmp_path / "x.wav").exists()
+    finally:
+        if daemon is not None:
+            assert daemon.stop() == 0
+        phones.stop()
+        sandbox.instance.stop()
