@@ -236,6 +236,7 @@ def _project_row(project: Project, full: bool = False) -> dict[str, Any]:
         "result_codes": [r.code for r in project.result_codes],
         "recording": project.recording_policy,
         "stereo": project.recording_stereo,
+        "record_supervisor": project.recording_supervisor,
     }
     if full:
         row["result_codes"] = [{"code": r.code, "label": r.label, "successful": r.successful}
@@ -262,10 +263,13 @@ def project() -> None:
               help="Which calls are recorded (default: [recording] policy, itself 'always').")
 @click.option("--stereo/--mono", "stereo", default=None,
               help="Record client and operator on separate channels (default: [recording] stereo).")
+@click.option("--record-supervisor/--no-record-supervisor", "record_supervisor", default=False,
+              help="Mix a whispering or barging supervisor into the recording (default: no).")
 @json_option
 @pass_app
 def project_add(app: AppContext, name: str, script: str | None, script_file: Path | None, results: tuple[str, ...],
-                members: tuple[str, ...], recording_policy: str | None, stereo: bool | None, as_json: bool) -> None:
+                members: tuple[str, ...], recording_policy: str | None, stereo: bool | None, record_supervisor: bool,
+                as_json: bool) -> None:
     """Add project NAME."""
     from ctl.services.directory import ResultCodeSpec, add_project
 
@@ -279,7 +283,8 @@ def project_add(app: AppContext, name: str, script: str | None, script_file: Pat
     specs = [ResultCodeSpec.parse(text) for text in results]
     with app.store().transaction() as session:
         added = _project_row(add_project(session, name, script or "", specs, list(members),
-                                         recording_policy or app.settings.recording.policy, stereo))
+                                         recording_policy or app.settings.recording.policy, stereo,
+                                         record_supervisor))
     if as_json:
         emit(added, True)
     else:
@@ -293,24 +298,29 @@ def project_add(app: AppContext, name: str, script: str | None, script_file: Pat
               help="Which calls are recorded.")
 @click.option("--stereo/--mono", "stereo", default=None, help="Stereo (client left, operator right) or mono.")
 @click.option("--stereo-default", is_flag=True, help="Follow the [recording] stereo setting again.")
+@click.option("--record-supervisor/--no-record-supervisor", "record_supervisor", default=None,
+              help="Mix a whispering or barging supervisor into the recording, or not.")
 @json_option
 @pass_app
 def project_set(app: AppContext, name: str, recording_policy: str | None, stereo: bool | None, stereo_default: bool,
-                as_json: bool) -> None:
+                record_supervisor: bool | None, as_json: bool) -> None:
     """Change project NAME's recording policy or format."""
     from ctl.services.directory import set_project_recording
 
     if stereo is not None and stereo_default:
         raise ValidationError("give --stereo/--mono or --stereo-default, not both")
-    if recording_policy is None and stereo is None and not stereo_default:
-        raise ValidationError("nothing to change: give --recording, --stereo/--mono or --stereo-default")
+    if recording_policy is None and stereo is None and not stereo_default and record_supervisor is None:
+        raise ValidationError("nothing to change: give --recording, --stereo/--mono, --stereo-default "
+                              "or --record-supervisor/--no-record-supervisor")
     with app.store().transaction() as session:
-        row = _project_row(set_project_recording(session, name, recording_policy, stereo, stereo_default))
+        row = _project_row(set_project_recording(session, name, recording_policy, stereo, stereo_default,
+                                                 record_supervisor))
     if as_json:
         emit(row, True)
     else:
         stereo_text = {None: "as [recording] stereo", True: "stereo", False: "mono"}[row["stereo"]]
-        click.echo(f"project {row['name']}: recording {row['recording']}, {stereo_text}")
+        supervisor_text = "supervisor mixed in" if row["record_supervisor"] else "supervisor not recorded"
+        click.echo(f"project {row['name']}: recording {row['recording']}, {stereo_text}, {supervisor_text}")
 
 
 @project.command("list")
@@ -341,7 +351,8 @@ def project_show(app: AppContext, name: str, as_json: bool) -> None:
     click.echo(f"project   {row['name']}")
     click.echo(f"members   {_cell(row['members'])}")
     stereo_text = {None: "default format", True: "stereo", False: "mono"}[row["stereo"]]
-    click.echo(f"recording {row['recording']} ({stereo_text})")
+    click.echo(f"recording {row['recording']} ({stereo_text}"
+               f"{', supervisor mixed in' if row['record_supervisor'] else ''})")
     click.echo("results")
     for code in row["result_codes"]:
         click.echo(f"  {code['code']:<16} {code['label']}{'  (successful)' if code['successful'] else ''}")

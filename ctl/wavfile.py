@@ -10,6 +10,8 @@ the channel count once the file is closed.
 from __future__ import annotations
 
 import struct
+import sys
+from array import array
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,3 +81,42 @@ def declare_channels(path: Path, channels: int) -> bool:
         handle.seek(28)
         handle.write(struct.pack("<IH", info.sample_rate * block_align, block_align))
     return True
+
+
+def mix_into(main: Path, track: Path, spans: list[tuple[float, float]], track_start: float) -> int:
+    """Add a mono track into `main` over `spans` (seconds from main's start), in place.
+
+    `track_start` is when the track begins, in seconds from main's start. Both files are
+    closed 16-bit PCM at the same rate; a stereo `main` gets the track on both channels.
+    Samples are summed and clipped. Returns the number of main frames touched.
+    """
+    target, source = read_info(main), read_info(track)
+    if target.bits != 16 or source.bits != 16 or source.channels != 1 or target.sample_rate != source.sample_rate:
+        raise NotWav(f"cannot mix {track.name} into {main.name}: formats differ")
+    rate, channels = target.sample_rate, target.channels
+    main_frames = target.data_on_disk // (2 * channels)
+    track_frames = source.data_on_disk // 2
+    touched = 0
+    with open(main, "r+b") as out, open(track, "rb") as inp:
+        for start, end in spans:
+            first = max(int(start * rate), int(track_start * rate), 0)
+            last = min(int(end * rate), main_frames, int(track_start * rate) + track_frames)
+            if last <= first:
+                continue
+            inp.seek(source.data_offset + 2 * (first - int(track_start * rate)))
+            voice = array("h", inp.read(2 * (last - first)))
+            out.seek(target.data_offset + 2 * channels * first)
+            mixed = array("h", out.read(2 * channels * (last - first)))
+            if sys.byteorder != "little":
+                voice.byteswap()
+                mixed.byteswap()
+            for i, sample in enumerate(voice):
+                for c in range(channels):
+                    j = i * channels + c
+                    mixed[j] = max(-32768, min(32767, mixed[j] + sample))
+            if sys.byteorder != "little":
+                mixed.byteswap()
+            out.seek(target.data_offset + 2 * channels * first)
+            out.write(mixed.tobytes())
+            touched += last - first
+    return touched

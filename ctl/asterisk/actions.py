@@ -122,13 +122,18 @@ def redirect(channel_name: str, context: str, exten: str = "s", priority: int = 
 
 
 def mix_monitor(channel_name: str, options: RecordingOptions) -> Action:
-    flags = {"both": "", "rx": "", "tx": ""}[options.direction]
-    if options.stereo:
-        flags += "D"
-    if options.append:
-        flags += "a"
-    return {"Action": "MixMonitor", "Channel": _channel(channel_name), "File": _safe(options.path, "path"),
-            "Options": flags}
+    """Record a channel: both directions mixed into `path` (D: as two interleaved channels),
+    or only what its party says (rx: option r) or hears (tx: option t) into `path`."""
+    path = _safe(options.path, "path")
+    if any(ch in path for ch in "(),|"):
+        raise ValidationError(f"path: {path!r} has characters MixMonitor options cannot carry")
+    flags = ("D" if options.stereo else "") + ("a" if options.append else "")
+    action = {"Action": "MixMonitor", "Channel": _channel(channel_name)}
+    if options.direction == "both":
+        return {**action, "File": path, "Options": flags}
+    if options.direction not in ("rx", "tx"):
+        raise ValidationError(f"direction: expected both, rx or tx, got {options.direction!r}")
+    return {**action, "Options": flags + f"{'r' if options.direction == 'rx' else 't'}({path})"}
 
 
 def stop_mix_monitor(channel_name: str) -> Action:

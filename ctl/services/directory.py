@@ -82,7 +82,7 @@ def check_recording_policy(value: str, field: str = "--recording") -> str:
 
 def add_project(session: Session, name: str, script: str, result_codes: list[ResultCodeSpec],
                 member_extensions: list[str], recording_policy: str = "always",
-                recording_stereo: bool | None = None) -> Project:
+                recording_stereo: bool | None = None, recording_supervisor: bool = False) -> Project:
     name = check_text(name, "project name", 100)
     check_recording_policy(recording_policy)
     codes = [spec.code for spec in result_codes]
@@ -99,6 +99,7 @@ def add_project(session: Session, name: str, script: str, result_codes: list[Res
         members=members,
         recording_policy=recording_policy,
         recording_stereo=recording_stereo,
+        recording_supervisor=recording_supervisor,
     )
     session.add(project)
     session.flush()
@@ -106,9 +107,11 @@ def add_project(session: Session, name: str, script: str, result_codes: list[Res
 
 
 def set_project_recording(session: Session, name: str, policy: str | None, stereo: bool | None,
-                          clear_stereo: bool = False) -> Project:
-    """Change a project's recording policy and/or stereo choice (None: leave as is)."""
+                          clear_stereo: bool = False, supervisor: bool | None = None) -> Project:
+    """Change a project's recording policy, stereo choice or supervisor mixing (None: leave as is)."""
     project = get_project(session, name)
+    if supervisor is not None:
+        project.recording_supervisor = supervisor
     if policy is not None:
         project.recording_policy = check_recording_policy(policy)
     if stereo is not None or clear_stereo:

@@ -38,7 +38,7 @@ from ctl.errors import CallEnded, Conflict, DomainError, Forbidden, NotFound, St
 from ctl.model import ChannelInfo, RecordingOptions
 from ctl.services.calls import get_call
 from ctl.store.engine import Store
-from ctl.store.models import Call, Project, Recording, RecordingPause
+from ctl.store.models import Call, MonitorSession, Project, Recording, RecordingPause
 from ctl.switch import Switch
 
 log = logging.getLogger("ctl.recording")
@@ -385,6 +385,10 @@ def finalize(store: Store, settings: RecordingSettings, recording_id: int, at: d
         if row is None or row.state not in ACTIVE_STATES:
             return
         path, stereo, started = Path(row.path), row.stereo, row.started_at or row.requested_at
+        call = session.get(Call, row.call_id)
+        project = session.get(Project, call.project_id) if call is not None and call.project_id else None
+        mix_supervisor = project is not None and project.recording_supervisor
+        pauses = [(pause.paused_at, pause.resumed_at) for pause in row.pauses]
     info = wait_closed(path, settings.finalize_timeout if timeout is None else timeout)
     problem = None
     if info is None:
@@ -401,6 +405,9 @@ def finalize(store: Store, settings: RecordingSettings, recording_id: int, at: d
                 problem = f"could not mark the file stereo: {error}"
         duration = round(info.duration * 1000)
         ended = at or datetime.fromtimestamp(path.stat().st_mtime, UTC)
+        if mix_supervisor and info.closed:
+            muted = [(a, b or ended) for a, b in pauses]
+            problem = mix_supervisor_tracks(store, path, started, ended, muted, settings.finalize_timeout) or problem
         expected = (ended - started).total_seconds()
         if not info.closed:
             problem = (f"the PBX did not finish the file: header declares {info.declared_data} bytes, "
@@ -423,6 +430,78 @@ def finalize(store: Store, settings: RecordingSettings, recording_id: int, at: d
         log.warning("recording incomplete: %s", problem, extra={"fields": fields})
     else:
         log.info("recording stopped", extra={"fields": fields})
+
+
+# ---------------------------------------------------------------------------
+# A supervisor in the recording (project option)
+# ---------------------------------------------------------------------------
+SUPERVISOR_MODES = ("whisper", "barge")  # the modes in which someone on the call hears the supervisor
+
+
+def supervisor_track(path: str, session_id: int) -> str:
+    """The side file for what one monitor session's supervisor says, next to the call's file."""
+    return f"{path.removesuffix('.wav')}.supervisor-{session_id}.wav"
+
+
+def speaking_spans(row: MonitorSession, until: datetime) -> list[tuple[datetime, datetime]]:
+    """When the session's supervisor could be heard on the call (whisper or barge)."""
+    if row.attached_at is None:
+        return []
+    end = min(row.ended_at or until, until)
+    changes = sorted(row.mode_changes, key=lambda change: change.changed_at)
+    spans = []
+    for i, change in enumerate(changes):
+        begin = max(change.changed_at, row.attached_at)
+        finish = min(changes[i + 1].changed_at, end) if i + 1 < len(changes) else end
+        if change.mode in SUPERVISOR_MODES and finish > begin:
+            spans.append((begin, finish))
+    return spans
+
+
+def without(spans: list[tuple[datetime, datetime]], holes: list[tuple[datetime, datetime]]
+            ) -> list[tuple[datetime, datetime]]:
+    """`spans` minus `holes` (e.g. a whisper minus the recording's pauses)."""
+    for hole_start, hole_end in holes:
+        cut = []
+        for begin, end in spans:
+            if hole_end <= begin or end <= hole_start:
+                cut.append((begin, end))
+                continue
+            if begin < hole_start:
+                cut.append((begin, hole_start))
+            if hole_end < end:
+                cut.append((hole_end, end))
+        spans = cut
+    return spans
+
+
+def mix_supervisor_tracks(store: Store, path: Path, started: datetime, ended: datetime,
+                          muted: list[tuple[datetime, datetime]], timeout: float) -> str | None:
+    """Mix each session's supervisor track into the call's file over the spans in which
+    the supervisor could be heard and the recording was not paused, then delete the
+    track. Returns a problem, if any."""
+    for track in sorted(path.parent.glob(f"{path.stem}.supervisor-*.wav")):
+        try:
+            session_id = int(track.stem.rsplit("-", 1)[1])
+        except ValueError:
+            continue
+        if wait_closed(track, timeout) is None:
+            continue
+        with store.transaction() as session:
+            monitor = session.get(MonitorSession, session_id)
+            spans = without(speaking_spans(monitor, ended), muted) if monitor is not None else []
+            attached = monitor.attached_at if monitor is not None else None
+        if attached is None:
+            continue
+        try:
+            frames = wavfile.mix_into(path, track, [((a - started).total_seconds(), (b - started).total_seconds())
+                                                    for a, b in spans], (attached - started).total_seconds())
+        except (OSError, wavfile.NotWav) as error:
+            return f"could not mix the supervisor in: {error}"
+        track.unlink(missing_ok=True)
+        log.info("supervisor mixed into the recording", extra={"fields": {"path": str(path), "session": session_id,
+                                                                          "seconds": frames / 8000}})
+    return None
 
 
 # ---------------------------------------------------------------------------
@@ -547,6 +626,7 @@ class RecordingTracker:
         self.recording_channels: dict[str, int] = {}  # channel id → recording id
         self.recording_bridges: dict[str, str | None] = {}  # channel id → the bridge it is recorded in
         self.restarting: set[str] = set()  # channels whose MixMonitorStop is ours, for a restart
+        self.supervisor_tracks: dict[str, set[str]] = {}  # PBX call id → spy legs recorded for it
         self.decided: set[str] = set()  # PBX call ids whose policy was applied
         self.finishing: set[asyncio.Task[None]] = set()
 
@@ -559,17 +639,20 @@ class RecordingTracker:
             if event.call_id not in self.decided and self.call_state(event.call_id) == "bridged":
                 self.decided.add(event.call_id)
                 await self._apply_policy(event.call_id)
+        elif isinstance(event, ev.SpyStarted):
+            await self._record_supervisor(event)
         elif isinstance(event, ev.RecordingStarted):
-            await asyncio.to_thread(self._started, event)
+            if not any(event.channel_id in legs for legs in self.supervisor_tracks.values()):
+                await asyncio.to_thread(self._started, event)
         elif isinstance(event, ev.RecordingMuted):
             await asyncio.to_thread(self._muted, event)
         elif isinstance(event, ev.RecordingStopped):
             if event.channel_id in self.restarting:
                 self.restarting.discard(event.channel_id)
             else:
-                self._finish(event.channel_id, event.at, "stopped")
+                await self._finish(event.call_id, event.channel_id, event.at, "stopped")
         elif isinstance(event, ev.ChannelHungUp):
-            self._finish(event.channel_id, event.at, "call_ended")
+            await self._finish(event.call_id, event.channel_id, event.at, "call_ended")
             if self.call_state(event.call_id) in (None, "ended"):
                 self.decided.discard(event.call_id)
 
@@ -643,6 +726,31 @@ class RecordingTracker:
                 return None
             return RecordingOptions(path=row.pbx_path, stereo=row.stereo, append=True), row.state == "paused"
 
+    async def _record_supervisor(self, event: ev.SpyStarted) -> None:
+        options = await asyncio.to_thread(self._supervisor_plan, event.call_id, event.spy_channel_id)
+        if options is None:
+            return
+        self.supervisor_tracks.setdefault(event.call_id, set()).add(event.spy_channel_id)
+        try:
+            await self.switch.record_start(event.spy_channel_id, options)
+        except SwitchError as error:
+            log.error("supervisor not recorded: %s", error, extra={"fields": {"spy_channel_id": event.spy_channel_id}})
+
+    def _supervisor_plan(self, call_pbx_id: str, spy_channel_id: str) -> RecordingOptions | None:
+        """A side file for what the supervisor says, if the call's project mixes supervisors in."""
+        with self.store.transaction() as session:
+            call = session.scalar(select(Call).where(Call.node == self.node, Call.pbx_call_id == call_pbx_id))
+            project = session.get(Project, call.project_id) if call is not None and call.project_id else None
+            if call is None or project is None or not project.recording_supervisor:
+                return None
+            row = _existing(session, call.id)
+            monitor = session.scalar(select(MonitorSession).where(MonitorSession.node == self.node,
+                                                                  MonitorSession.spy_channel_id == spy_channel_id,
+                                                                  MonitorSession.ended_at.is_(None)))
+            if row is None or row.state not in ("recording", "paused") or monitor is None:
+                return None
+            return RecordingOptions(path=supervisor_track(row.pbx_path, monitor.id), direction="rx")
+
     def _fail(self, recording_id: int, problem: str) -> None:
         with self.store.transaction() as session:
             row = session.get(Recording, recording_id)
@@ -672,12 +780,17 @@ class RecordingTracker:
             if row is not None:
                 mark_paused(session, row, event.muted, event.at, "pbx")
 
-    def _finish(self, channel_id: str, at: datetime, reason: str) -> None:
+    async def _finish(self, call_pbx_id: str, channel_id: str, at: datetime, reason: str) -> None:
         recording_id = self.recording_channels.pop(channel_id, None)
         self.recording_bridges.pop(channel_id, None)
         self.restarting.discard(channel_id)
         if recording_id is None:
             return
+        for spy_channel_id in self.supervisor_tracks.pop(call_pbx_id, set()):
+            try:  # a following supervisor stays on: close the track of this call now
+                await self.switch.record_stop(spy_channel_id)
+            except SwitchError:
+                pass  # the spy leg is gone, and its track closed with it
         # Closing a file can take the PBX a moment: wait for it off the event path.
         task = asyncio.get_running_loop().create_task(
             asyncio.to_thread(finalize, self.store, self.settings.recording, recording_id, at, reason))

@@ -125,6 +125,9 @@ class Project(Base):
     recording_policy: Mapped[str] = mapped_column(String(16), default="always", server_default="always")
     # None: the [recording] stereo setting decides.
     recording_stereo: Mapped[bool | None] = mapped_column(Boolean)
+    # Mix a whispering or barging supervisor into the call's recording (off: the
+    # recording holds what the client and the operator said).
+    recording_supervisor: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     result_codes: Mapped[list[ResultCode]] = relationship(

@@ -353,3 +353,30 @@ def test_the_pbx_disk_filling_up_mid_call_leaves_an_incomplete_row(tmp_path: Pat
             assert daemon.stop() == 0
         phones.stop()
         sandbox.instance.stop()
+
+
+def test_a_project_may_mix_the_whispering_supervisor_in(ctl: CtlRunner, serve: Serve, phones: Phones,
+                                                        tones: dict[str, Path], asterisk: Sandbox) -> None:
+    ctl.run("project", "set", "Sales", "--record-supervisor")
+    call_id = bridged_call(ctl, phones, tones)
+    phones.phone("200", "answer", hold_ms=120_000, tone=tones["other"])
+    wait_recording(ctl, call_id, "recording")
+    session_id = int(ctl.json("monitor", "whisper", "101", "--by", "200")["session"])
+    wait_for(lambda: [s for s in ctl.json("monitor", "list", "--active") if s["id"] == session_id
+                      and s["attached_at"]], timeout=10, message="the whisper to attach")
+    time.sleep(3)
+    ctl.run("monitor", "mode", str(session_id), "listen")
+    time.sleep(3)
+    asterisk.hangup_endpoint("clients")
+    row = wait_recording(ctl, call_id, "stopped")
+    assert row["complete"] is True, row
+    [session] = ctl.json("monitor", "log", "--by", "200")
+    whisper_from = at(session["attached_at"]) - at(row["started_at"])
+    listen_from = at(session["modes"][-1]["at"]) - at(row["started_at"])
+    [track] = wav_tracks(Path(row["path"]))
+    whispering = levels_between(track, whisper_from + 0.3, listen_from - 0.3)
+    listening = levels_between(track, listen_from + 0.3, row["duration_s"] - 0.3)
+    assert min(whispering.values()) > HEARD_DBFS, whispering  # client, operator and the supervisor
+    assert listening["other"] < ABSENT_DBFS and listening["client"] > HEARD_DBFS, listening
+    assert not list(Path(row["path"]).parent.glob("*.supervisor-*.wav"))  # mixed in, side file gone
+    assert serve.count("supervisor mixed into the recording") == 1

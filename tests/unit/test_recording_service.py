@@ -295,3 +295,58 @@ async def test_serve_applies_the_policy_on_bridge_and_closes_on_hangup(store: St
     await tracker.wait_idle()
     row = row_of(store, call.id)
     assert (row.state, row.stop_reason, row.complete) == ("stopped", "call_ended", True)
+
+
+def _tone_wav(path: Path, seconds: float, value: int, channels: int = 1) -> None:
+    frames = int(seconds * RATE)
+    data = struct.pack(f"<{frames * channels}h", *([value] * frames * channels))
+    path.write_bytes(struct.pack("<4sI4s4sIHHIIHH4sI", b"RIFF", 36 + len(data), b"WAVE", b"fmt ", 16, 1, channels,
+                                 RATE, RATE * 2 * channels, 2 * channels, 16, b"data", len(data)) + data)
+
+
+def _samples(path: Path) -> list[int]:
+    raw = path.read_bytes()[44:]
+    return list(struct.unpack(f"<{len(raw) // 2}h", raw))
+
+
+def test_mix_into_adds_the_track_over_the_spans_only(tmp_path: Path) -> None:
+    main, track = tmp_path / "main.wav", tmp_path / "track.wav"
+    _tone_wav(main, 4.0, 1000)
+    _tone_wav(track, 2.0, 30000)  # starts 1 s into main
+    frames = wavfile.mix_into(main, track, [(0.5, 1.5), (2.5, 3.5)], track_start=1.0)
+    samples = _samples(main)
+    assert frames == int(0.5 * RATE) * 2  # [1.0, 1.5) and [2.5, 3.0): where the track exists
+    assert samples[int(0.9 * RATE)] == 1000 and samples[int(1.2 * RATE)] == 31000
+    assert samples[int(2.0 * RATE)] == 1000 and samples[int(2.7 * RATE)] == 31000
+    assert samples[int(3.2 * RATE)] == 1000  # the track ended at 3.0 s
+    _tone_wav(main, 2.0, 10000, channels=2)
+    wavfile.mix_into(main, track, [(0.0, 2.0)], track_start=0.0)
+    assert set(_samples(main)) == {32767}  # clipped, on both channels
+
+
+def test_supervisor_spans_are_whisper_and_barge_minus_pauses() -> None:
+    from ctl.store.models import MonitorModeChange, MonitorSession
+
+    at = [NOW + timedelta(seconds=n) for n in range(20)]
+    session = MonitorSession(attached_at=at[1], ended_at=at[15])
+    session.mode_changes = [MonitorModeChange(mode="listen", changed_at=at[0]),
+                            MonitorModeChange(mode="whisper", changed_at=at[4]),
+                            MonitorModeChange(mode="listen", changed_at=at[8]),
+                            MonitorModeChange(mode="barge", changed_at=at[10])]
+    spans = recording.speaking_spans(session, until=at[12])
+    assert spans == [(at[4], at[8]), (at[10], at[12])]
+    assert recording.without(spans, [(at[5], at[6]), (at[11], at[19])]) == [(at[4], at[5]), (at[6], at[8]),
+                                                                          (at[10], at[11])]
+
+
+def test_mix_monitor_action_for_one_direction_and_unsafe_paths() -> None:
+    from ctl.asterisk import actions
+    from ctl.errors import ValidationError
+
+    action = actions.mix_monitor("PJSIP/200-00000001", RecordingOptions(path="/r/a.wav", direction="rx"))
+    assert action == {"Action": "MixMonitor", "Channel": "PJSIP/200-00000001", "Options": "r(/r/a.wav)"}
+    both = actions.mix_monitor("PJSIP/c-1", RecordingOptions(path="/r/b.wav", stereo=True, append=True))
+    assert both["File"] == "/r/b.wav" and both["Options"] == "Da"
+    for bad in ("/r/a).wav", "/r/a\r\nAction: Command.wav"):
+        with pytest.raises(ValidationError):
+            actions.mix_monitor("PJSIP/c-1", RecordingOptions(path=bad, direction="rx"))
