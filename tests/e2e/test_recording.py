@@ -380,3 +380,30 @@ def test_a_project_may_mix_the_whispering_supervisor_in(ctl: CtlRunner, serve: S
     assert listening["other"] < ABSENT_DBFS and listening["client"] > HEARD_DBFS, listening
     assert not list(Path(row["path"]).parent.glob("*.supervisor-*.wav"))  # mixed in, side file gone
     assert serve.count("supervisor mixed into the recording") == 1
+
+
+def test_a_call_that_ends_while_serve_is_down_is_closed_from_the_file(ctl: CtlRunner, phones: Phones,
+                                                                     tones: dict[str, Path], asterisk: Sandbox,
+                                                                     tmp_path: Path) -> None:
+    first = Serve(ctl, tmp_path / "serve-1.log")
+    first.wait_log("reconciled with the PBX")
+    try:
+        call_id = bridged_call(ctl, phones, tones)
+        wait_recording(ctl, call_id, "recording")
+        time.sleep(2)
+    finally:
+        first.process.kill()
+        first.process.wait(10)
+    asterisk.hangup_endpoint("clients")
+    wait_for(lambda: asterisk.live_channels() == 0, message="the call to end on the PBX")
+    hung_up = time.time()
+    second = Serve(ctl, tmp_path / "serve-2.log")
+    try:
+        second.wait_log("recordings reconciled")
+        row = wait_recording(ctl, call_id, "stopped")
+    finally:
+        assert second.stop() == 0
+    assert row["stop_reason"] == "lost" and row["complete"] is True, row
+    assert abs(at(row["stopped_at"]) - hung_up) < 1.5  # the file's last write, not the restart
+    assert abs(row["duration_s"] - (at(row["stopped_at"]) - at(row["started_at"]))) < 1.0
+    assert ctl.call(call_id)["cause"] == "lost"

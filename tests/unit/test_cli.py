@@ -125,3 +125,50 @@ def test_call_card_comment_and_review(run, tmp_path: Path) -> None:  # type: ign
     bad = run("call", "comment", "1", "bell\x07")
     assert bad.exit_code == 2 and "control character" in bad.output
     assert run("call", "comment", "7", "x").exit_code == 4
+
+
+def test_project_recording_options_and_record_commands(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    from ctl.store.engine import Store
+    from ctl.store.models import Call, Recording
+
+    added = json.loads(run("project", "add", "Sales", "--recording", "on-demand", "--stereo", "--json").output)
+    assert (added["recording"], added["stereo"], added["record_supervisor"]) == ("on-demand", True, False)
+    bad = run("project", "add", "Other", "--recording", "sometimes")
+    assert bad.exit_code == 2 and "--recording: expected always, on-demand or never" in bad.output
+    assert json.loads(run("project", "list", "--json").output)[0]["name"] == "Sales"  # Other was not added
+    changed = json.loads(run("project", "set", "Sales", "--recording", "never", "--stereo-default",
+                             "--record-supervisor", "--json").output)
+    assert (changed["recording"], changed["stereo"], changed["record_supervisor"]) == ("never", None, True)
+    assert run("project", "set", "Sales").exit_code == 2  # nothing to change
+    assert "recording never (default format, supervisor mixed in)" in run("project", "show", "Sales").output
+
+    old = datetime.now(UTC) - timedelta(days=40)
+    wav = tmp_path / "call-1.wav"
+    wav.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\x01\x00@\x1f\x00\x00\x80>\x00\x00"
+                    b"\x02\x00\x10\x00data\x00\x00\x00\x00")
+    store = Store(f"sqlite:///{tmp_path / 'ctl.db'}")
+    with store.transaction() as session:
+        call = Call(node="n", pbx_call_id="x", direction="outbound", state="ended", created_at=old, ended_at=old)
+        session.add(call)
+        session.flush()
+        session.add(Recording(call_id=call.id, node="n", channel_id="c", channel_name="PJSIP/c-1", path=str(wav),
+                              pbx_path=str(wav), state="stopped", source="policy", started_at=old, stopped_at=old,
+                              size_bytes=44, duration_ms=0, complete=True))
+    store.dispose()
+    shown = json.loads(run("call", "show", "1", "--json").output)
+    assert (shown["recording_state"], shown["recording_complete"]) == ("stopped", True)
+    assert json.loads(run("record", "list", "--json").output)[0]["size_bytes"] == 44
+    for args, code, message in ((["record", "start", "9"], 4, "no call with id 9"),
+                                (["record", "pause", "1"], 8, "recording is stopped"),
+                                (["record", "purge", "--older-than", "-1"], 2, "-1 is not in the range"),
+                                (["call", "recording", "1", "-o", str(tmp_path)], 8, "already exists")):
+        result = run(*args)
+        assert result.exit_code == code and message in result.output, (args, result.output)
+    dry = json.loads(run("record", "purge", "--older-than", "30", "--dry-run", "--json").output)
+    assert dry["dry_run"] is True and [r["call"] for r in dry["recordings"]] == [1] and wav.exists()
+    assert "1 recordings, 44 bytes purged" in run("record", "purge", "--older-than", "30").output
+    assert not wav.exists()
+    gone = run("call", "recording", "1", "-o", str(tmp_path / "out.wav"))
+    assert gone.exit_code == 4 and "was purged" in gone.output

@@ -48,6 +48,11 @@ def test_ctl_config_variable_names_the_file(tmp_path: Path) -> None:
     ("", {"CTL_CALLS_CLIENT_DIAL": "PJSIP/clients"}, "must contain {number} exactly once"),
     ("", {"CTL_CALLS_CLIENT_DIAL": "PJSIP/{number}@clients,30"}, "is not a dial string"),
     ("", {"CTL_LOG_LEVEL": "loud"}, "[log] level"),
+    ("", {"CTL_RECORDING_POLICY": "sometimes"}, "[recording] policy: expected always, on-demand or never"),
+    ("", {"CTL_RECORDING_DIRECTORY": "recordings"}, "[recording] directory: expected an absolute path"),
+    ("", {"CTL_RECORDING_PBX_DIRECTORY": "/var/rec,x"}, "characters , | \" ' $ are not allowed"),
+    ("", {"CTL_RECORDING_STEREO": "maybe"}, "[recording] stereo: expected bool"),
+    ("[recording]\nstereo = 'yes'\n", {}, "[recording] stereo: expected bool"),
 ])
 def test_bad_settings_are_one_clear_error(tmp_path: Path, text: str, environ: dict[str, str], message: str) -> None:
     path = tmp_path / "ctl.toml"
@@ -61,3 +66,14 @@ def test_bad_settings_are_one_clear_error(tmp_path: Path, text: str, environ: di
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml", environ={})
+
+
+def test_recording_settings_from_file_and_environment(tmp_path: Path) -> None:
+    path = tmp_path / "ctl.toml"
+    path.write_text('[recording]\ndirectory = "/srv/rec"\nstereo = true\npolicy = "on-demand"\n')
+    settings = load_settings(path, environ={"CTL_RECORDING_PBX_DIRECTORY": "/var/spool/asterisk/rec",
+                                            "CTL_RECORDING_STEREO": "no"})
+    recording = settings.recording
+    assert (recording.directory, recording.policy, recording.stereo) == ("/srv/rec", "on-demand", False)
+    assert recording.pbx_root == "/var/spool/asterisk/rec"
+    assert load_settings(path, environ={}).recording.pbx_root == "/srv/rec"

@@ -350,3 +350,38 @@ def test_mix_monitor_action_for_one_direction_and_unsafe_paths() -> None:
     for bad in ("/r/a).wav", "/r/a\r\nAction: Command.wav"):
         with pytest.raises(ValidationError):
             actions.mix_monitor("PJSIP/c-1", RecordingOptions(path=bad, direction="rx"))
+
+
+async def test_a_recorded_leg_moved_to_another_bridge_is_recorded_afresh(store: Store, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(recording, "RESTART_PAUSE", 0)
+    settings = settings_for(tmp_path)
+    switch = FakeSwitch(recorder=writes_open_file)
+    calls = CallTracker(store, switch, settings)
+    tracker = recording.RecordingTracker(store, switch, settings, calls.leg_ids, calls.state_of, calls.bridge_of)
+    switch.subscribe(calls.handle)
+    switch.subscribe(tracker.handle)
+    await switch.run()
+    for channel_id, endpoint in (("one", "101"), ("one-c", "clients")):
+        await switch.emit(ev.ChannelCreated(node="fake", at=NOW, call_id="one", channel_id=channel_id,
+                                            name=f"PJSIP/{endpoint}-1", endpoint=endpoint, caller_number=None,
+                                            caller_name=None, dialed=None))
+    for channel_id in ("one", "one-c"):
+        await switch.emit(ev.ChannelEnteredBridge(node="fake", at=NOW, call_id="one", channel_id=channel_id,
+                                                  bridge_id="first"))
+    await switch.emit(ev.RecordingStarted(node="fake", at=NOW, call_id="one", channel_id="one-c"))
+    with store.transaction() as session:
+        row = session.query(Recording).one()
+        recording.mark_paused(session, row, True, NOW, "cli")
+    # A transfer: the operator leaves, the client's leg joins a new bridge with a colleague.
+    await switch.emit(ev.ChannelLeftBridge(node="fake", at=NOW, call_id="one", channel_id="one-c", bridge_id="first"))
+    await switch.emit(ev.ChannelEnteredBridge(node="fake", at=NOW, call_id="one", channel_id="one-c",
+                                              bridge_id="second"))
+    [start, stop, again, mute] = switch.calls
+    assert start[0] == "record_start" and stop == ("record_stop", ("one-c",))
+    assert again[0] == "record_start" and again[1][1].append is True and again[1][1].path == start[1][1].path
+    assert mute == ("record_mute", ("one-c", True))  # paused before the transfer, paused after
+    # Our own MixMonitorStop does not close the row.
+    await switch.emit(ev.RecordingStopped(node="fake", at=NOW, call_id="one", channel_id="one-c"))
+    await tracker.wait_idle()
+    assert row_of(store, row.call_id).state == "paused"
