@@ -247,8 +247,8 @@ def _check_values(settings: Settings) -> None:
         check_header_value(value, f"[recording] {key}")
         if value and not value.startswith("/"):
             raise ConfigError(f"[recording] {key}: expected an absolute path, got {value!r}")
-        if any(ch in value for ch in ",|\"'$"):
-            raise ConfigError(f"[recording] {key}: characters , | \" ' $ are not allowed in a recording path")
+        if any(ch in value for ch in ",|\"'$()"):
+            raise ConfigError(f"[recording] {key}: characters , | \" ' $ ( ) are not allowed in a recording path")
     if not recording.directory:
         raise ConfigError("[recording] directory: must not be empty")
     if settings.calls.ring_timeout < 1:

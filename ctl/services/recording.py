@@ -596,6 +596,7 @@ BridgeOf = Callable[[str, str], "str | None"]
 # After StopMixMonitor, Asterisk drops a channel's audiohook list on the next frame
 # (20 ms); the new MixMonitor must find no list to get a fresh one.
 RESTART_PAUSE = 0.1
+RESTART_DEBOUNCE = 1.0
 
 
 class RecordingTracker:
@@ -604,11 +605,12 @@ class RecordingTracker:
     Runs after CallTracker on each event. Only channels known to carry a recording
     (kept in memory, rebuilt at every reconcile) cost a store query on hangup.
 
-    Transfers: when the recorded (client) leg is transferred, Asterisk 22 moves it
-    into a new bridge, and after a blind transfer its MixMonitor keeps writing what
-    the client says but only silence for what the client hears (verified on the real
-    PBX; a second MixMonitor added then is just as deaf). So when a recorded leg
-    enters a bridge other than the one it was recorded in, ctl stops the recording
+    Transfers: after a blind or an attended transfer of the call, Asterisk 22 keeps
+    the client leg's MixMonitor writing what the client says but only silence for
+    what the client hears (verified on the real PBX; a second MixMonitor added then
+    is just as deaf, a connected-line update alone does not do it). So when the
+    recorded leg enters another bridge (blind transfer), or another party joins its
+    bridge (attended transfer: the colleague is moved in), ctl stops the recording
     and starts it again on a fresh audiohook, appending to the same file: one file,
     one row, a gap of about 0.1 s.
     """
@@ -627,6 +629,7 @@ class RecordingTracker:
         self.recording_bridges: dict[str, str | None] = {}  # channel id → the bridge it is recorded in
         self.restarting: set[str] = set()  # channels whose MixMonitorStop is ours, for a restart
         self.supervisor_tracks: dict[str, set[str]] = {}  # PBX call id → spy legs recorded for it
+        self.restarted_at: dict[str, float] = {}  # channel id → loop time of its last restart
         self.decided: set[str] = set()  # PBX call ids whose policy was applied
         self.finishing: set[asyncio.Task[None]] = set()
 
@@ -636,6 +639,10 @@ class RecordingTracker:
         elif isinstance(event, ev.ChannelEnteredBridge):
             if event.channel_id in self.recording_channels:
                 await self._follow_bridge(event.channel_id, event.bridge_id)
+            else:
+                for channel_id, bridge_id in list(self.recording_bridges.items()):
+                    if bridge_id == event.bridge_id:
+                        await self._restart(channel_id, "a new party joined the recorded leg's bridge")
             if event.call_id not in self.decided and self.call_state(event.call_id) == "bridged":
                 self.decided.add(event.call_id)
                 await self._apply_policy(event.call_id)
@@ -699,6 +706,13 @@ class RecordingTracker:
         self.recording_bridges[channel_id] = bridge_id
         if known is None or known == bridge_id:
             return
+        await self._restart(channel_id, "the recorded leg moved to another bridge")
+
+    async def _restart(self, channel_id: str, why: str) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self.restarted_at.get(channel_id, -RESTART_DEBOUNCE) < RESTART_DEBOUNCE:
+            return  # one transfer makes several bridge events: one restart is enough
+        self.restarted_at[channel_id] = now
         recording_id = self.recording_channels[channel_id]
         restart = await asyncio.to_thread(self._restart_plan, recording_id)
         if restart is None:
@@ -716,8 +730,8 @@ class RecordingTracker:
             log.error("recording could not follow the transfer: %s", error,
                       extra={"fields": {"recording": recording_id}})
             return
-        log.info("recording follows the call into a new bridge",
-                 extra={"fields": {"recording": recording_id, "bridge": bridge_id}})
+        log.info("recording restarted on a fresh audiohook",
+                 extra={"fields": {"recording": recording_id, "why": why}})
 
     def _restart_plan(self, recording_id: int) -> tuple[RecordingOptions, bool] | None:
         with self.store.transaction() as session:

@@ -166,7 +166,7 @@ def test_a_blind_transfer_keeps_one_recording(ctl: CtlRunner, serve: Serve, phon
     row = wait_recording(ctl, call_id, "stopped")
     assert row["complete"] is True and row["stop_reason"] == "call_ended", (row["problem"], row["duration_s"], row)
     assert [r["call"] for r in ctl.json("record", "list")].count(call_id) == 1
-    assert serve.count("recording follows the call into a new bridge") == 1
+    assert serve.count("recording restarted on a fresh audiohook") == 1
     [track] = wav_tracks(Path(row["path"]))
     started = at(row["started_at"])
     before = levels_between(track, 0.3, transferred - started - 0.3)
@@ -407,3 +407,42 @@ def test_a_call_that_ends_while_serve_is_down_is_closed_from_the_file(ctl: CtlRu
     assert abs(at(row["stopped_at"]) - hung_up) < 1.5  # the file's last write, not the restart
     assert abs(row["duration_s"] - (at(row["stopped_at"]) - at(row["started_at"]))) < 1.0
     assert ctl.call(call_id)["cause"] == "lost"
+
+
+def test_an_attended_transfer_keeps_one_recording(ctl: CtlRunner, serve: Serve, phones: Phones,
+                                                  tones: dict[str, Path], asterisk: Sandbox) -> None:
+    # The operator presses *2 (Asterisk's attended transfer), then 102; talks to 102; hangs up.
+    keys = [(2500, "*"), (2950, "2"), (4500, "1"), (4950, "0"), (5400, "2")]
+    phones.phone("101", "answer", hold_ms=120_000, tone=tones["operator"], digits=keys)
+    phones.clients("answer", hold_ms=120_000, tone=tones["client"])
+    phones.phone("102", "answer", hold_ms=120_000, tone=tones["other"])
+    call_id = int(ctl.json("call", "bridge", "--operator", "101", "--to", "79991234567", "--project", "Sales")["id"])
+    wait_recording(ctl, call_id, "recording")
+
+    def channels() -> list[list[str]]:
+        return [line.split("!") for line in asterisk.rx("core show channels concise").splitlines() if "!" in line]
+
+    wait_for(lambda: any(c[0].startswith("PJSIP/102-") and c[4] == "Up" for c in channels()), timeout=20,
+             message="the colleague to answer the consultation call")
+    time.sleep(1.5)
+    asterisk.hangup_endpoint("101")  # the operator hangs up: the transfer completes
+    handed_over = time.time()
+
+    def client_with_colleague() -> bool:
+        bridges = {c[0].split("-")[0]: c[12] for c in channels() if c[12]}
+        return bridges.get("PJSIP/clients") is not None and bridges.get("PJSIP/clients") == bridges.get("PJSIP/102")
+
+    wait_for(client_with_colleague, timeout=10, message="the client to be bridged with 102")
+    time.sleep(3)
+    asterisk.hangup_endpoint("clients")
+    row = wait_recording(ctl, call_id, "stopped")
+    assert row["complete"] is True and row["stop_reason"] == "call_ended", (row["problem"], row)
+    assert [r["call"] for r in ctl.json("record", "list")].count(call_id) == 1
+    restarts = [e for e in serve.lines() if e.get("msg") == "recording restarted on a fresh audiohook"]
+    assert [e["why"] for e in restarts] == ["a new party joined the recorded leg's bridge"]
+    [track] = wav_tracks(Path(row["path"]))
+    before = levels_between(track, 0.3, 2.0)
+    after = levels_between(track, handed_over - at(row["started_at"]) + 0.8, row["duration_s"] - 0.3)
+    assert before["operator"] > HEARD_DBFS and before["client"] > HEARD_DBFS, before
+    assert after["other"] > HEARD_DBFS and after["client"] > HEARD_DBFS and after["operator"] < ABSENT_DBFS, after
+    assert abs(row["duration_s"] - (at(row["stopped_at"]) - at(row["started_at"]))) < 0.6

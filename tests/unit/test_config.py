@@ -50,7 +50,7 @@ def test_ctl_config_variable_names_the_file(tmp_path: Path) -> None:
     ("", {"CTL_LOG_LEVEL": "loud"}, "[log] level"),
     ("", {"CTL_RECORDING_POLICY": "sometimes"}, "[recording] policy: expected always, on-demand or never"),
     ("", {"CTL_RECORDING_DIRECTORY": "recordings"}, "[recording] directory: expected an absolute path"),
-    ("", {"CTL_RECORDING_PBX_DIRECTORY": "/var/rec,x"}, "characters , | \" ' $ are not allowed"),
+    ("", {"CTL_RECORDING_PBX_DIRECTORY": "/var/rec,x"}, "characters , | \" ' $ ( ) are not allowed"),
     ("", {"CTL_RECORDING_STEREO": "maybe"}, "[recording] stereo: expected bool"),
     ("[recording]\nstereo = 'yes'\n", {}, "[recording] stereo: expected bool"),
 ])

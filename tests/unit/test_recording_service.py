@@ -271,7 +271,7 @@ async def test_serve_applies_the_policy_on_bridge_and_closes_on_hangup(store: St
                                                 dialed=None))
         for channel_id in (pbx_id, f"{pbx_id}-c"):
             await switch.emit(ev.ChannelEnteredBridge(node="fake", at=NOW, call_id=pbx_id, channel_id=channel_id,
-                                                      bridge_id="b"))
+                                                      bridge_id=f"bridge-{pbx_id}"))
 
     await bridged_call("one")
     [(name, (channel_id, options))] = switch.calls
@@ -355,6 +355,7 @@ def test_mix_monitor_action_for_one_direction_and_unsafe_paths() -> None:
 async def test_a_recorded_leg_moved_to_another_bridge_is_recorded_afresh(store: Store, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(recording, "RESTART_PAUSE", 0)
+    monkeypatch.setattr(recording, "RESTART_DEBOUNCE", 0)
     settings = settings_for(tmp_path)
     switch = FakeSwitch(recorder=writes_open_file)
     calls = CallTracker(store, switch, settings)
@@ -381,6 +382,10 @@ async def test_a_recorded_leg_moved_to_another_bridge_is_recorded_afresh(store: 
     assert start[0] == "record_start" and stop == ("record_stop", ("one-c",))
     assert again[0] == "record_start" and again[1][1].append is True and again[1][1].path == start[1][1].path
     assert mute == ("record_mute", ("one-c", True))  # paused before the transfer, paused after
+    # An attended transfer instead moves the colleague into the client's bridge: also afresh.
+    await switch.emit(ev.ChannelEnteredBridge(node="fake", at=NOW, call_id="two", channel_id="colleague",
+                                              bridge_id="second"))
+    assert [name for name, _ in switch.calls[4:]] == ["record_stop", "record_start", "record_mute"]
     # Our own MixMonitorStop does not close the row.
     await switch.emit(ev.RecordingStopped(node="fake", at=NOW, call_id="one", channel_id="one-c"))
     await tracker.wait_idle()
