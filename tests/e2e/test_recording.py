@@ -177,17 +177,25 @@ def test_a_blind_transfer_keeps_one_recording(ctl: CtlRunner, serve: Serve, phon
     assert abs(row["duration_s"] - (at(row["stopped_at"]) - started)) < 0.6
 
 
-def test_serve_killed_and_restarted_mid_call_still_completes_the_row(ctl: CtlRunner, phones: Phones,
-                                                                     tones: dict[str, Path], asterisk: Sandbox,
-                                                                     tmp_path: Path) -> None:
-    first = Serve(ctl, tmp_path / "serve-1.log")
+def recorded_call_then_serve_killed(ctl: CtlRunner, phones: Phones, tones: dict[str, Path], log: Path,
+                                    talk: float = 0) -> int:
+    """A recorded call under a `ctl serve` that is then killed (SIGKILL) while the call goes on."""
+    first = Serve(ctl, log)
     first.wait_log("reconciled with the PBX")
     try:
         call_id = bridged_call(ctl, phones, tones)
         wait_recording(ctl, call_id, "recording")
+        time.sleep(talk)
     finally:
         first.process.kill()
         first.process.wait(10)
+    return call_id
+
+
+def test_serve_killed_and_restarted_mid_call_still_completes_the_row(ctl: CtlRunner, phones: Phones,
+                                                                     tones: dict[str, Path], asterisk: Sandbox,
+                                                                     tmp_path: Path) -> None:
+    call_id = recorded_call_then_serve_killed(ctl, phones, tones, tmp_path / "serve-1.log")
     time.sleep(1.5)
     second = Serve(ctl, tmp_path / "serve-2.log")
     try:
@@ -385,15 +393,7 @@ def test_a_project_may_mix_the_whispering_supervisor_in(ctl: CtlRunner, serve: S
 def test_a_call_that_ends_while_serve_is_down_is_closed_from_the_file(ctl: CtlRunner, phones: Phones,
                                                                      tones: dict[str, Path], asterisk: Sandbox,
                                                                      tmp_path: Path) -> None:
-    first = Serve(ctl, tmp_path / "serve-1.log")
-    first.wait_log("reconciled with the PBX")
-    try:
-        call_id = bridged_call(ctl, phones, tones)
-        wait_recording(ctl, call_id, "recording")
-        time.sleep(2)
-    finally:
-        first.process.kill()
-        first.process.wait(10)
+    call_id = recorded_call_then_serve_killed(ctl, phones, tones, tmp_path / "serve-1.log", talk=2)
     asterisk.hangup_endpoint("clients")
     wait_for(lambda: asterisk.live_channels() == 0, message="the call to end on the PBX")
     hung_up = time.time()
