@@ -242,3 +242,48 @@ async def test_tracker_stores_the_recorded_busy_call(server_factory: list[FakeAm
         assert (call.pbx_call_id, call.node, call.direction) == ("ctl-0002", "test", "outbound")
         assert (call.state, call.hangup_cause, call.hangup_cause_code) == ("ended", "user_busy", 17)
         assert call.client_number == "79991234567" and call.answered_at is None
+
+
+# scripts/record_ami.py on a bridged click-to-call: MixMonitor (stereo) on the client's
+# leg, mute, unmute, StopMixMonitor, hangup.
+RECORDED = ["Login", "Originate", "MixMonitor", "MixMonitorMute", "MixMonitorMute", "StopMixMonitor", "Hangup"]
+
+
+@pytest.mark.parametrize("chunks", [None, [3, 11]], ids=["whole", "split"])
+async def test_recording_actions_and_the_mixmonitor_events(server_factory: list[FakeAmiServer],
+                                                           chunks: list[int] | None) -> None:
+    from dataclasses import replace
+
+    from ctl.model import RecordingOptions
+
+    server, port = await started(server_factory, FakeAmiServer("recording.ami", RECORDED, chunk_sizes=chunks))
+    switch = AsteriskSwitch(settings_for(port, action_timeout=30.0))
+    seen = Collector()
+    switch.subscribe(seen)
+    await switch.connect()
+    await switch.originate(replace(ORIGINATE, channel_id="ctl-0002"))
+    await seen.wait(ev.ChannelEnteredBridge, 2, timeout=30)
+    [client] = [c for c in seen.of(ev.ChannelCreated) if c.endpoint == "clients"]  # type: ignore[attr-defined]
+    path = "/var/spool/asterisk/recordings/2026/11/22/call-7.wav"
+    await switch.record_start(client.channel_id, RecordingOptions(path=path, stereo=True))
+    await seen.wait(ev.RecordingStarted)
+    await switch.record_mute(client.channel_id, True)
+    await switch.record_mute(client.channel_id, False)
+    await seen.wait(ev.RecordingMuted, 2)
+    await switch.record_stop(client.channel_id)
+    await seen.wait(ev.RecordingStopped)
+    await switch.hangup(client.channel_id)
+    await seen.wait(ev.ChannelHungUp, 2, timeout=30)
+    await switch.close()
+
+    sent = {a.name: a.fields for a in server.received}
+    assert [a.name for a in server.received][:7] == RECORDED
+    assert sent["MixMonitor"]["Channel"] == "PJSIP/clients-00000001"
+    assert (sent["MixMonitor"]["File"], sent["MixMonitor"]["Options"]) == (path, "D")
+    mutes = [(a.fields["Direction"], a.fields["State"]) for a in server.received if a.name == "MixMonitorMute"]
+    assert mutes == [("both", "1"), ("both", "0")]
+    assert sent["StopMixMonitor"]["Channel"] == "PJSIP/clients-00000001"
+    [started_event] = seen.of(ev.RecordingStarted)
+    assert (started_event.call_id, started_event.channel_id) == ("ctl-0002", client.channel_id)  # type: ignore[attr-defined]
+    assert [e.muted for e in seen.of(ev.RecordingMuted)] == [True, False]  # type: ignore[attr-defined]
+    assert [e.channel_id for e in seen.of(ev.RecordingStopped)] == [client.channel_id]  # type: ignore[attr-defined]
