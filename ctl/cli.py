@@ -210,6 +210,54 @@ def operator_list(app: AppContext, as_json: bool) -> None:
     emit(rows, as_json, ["extension", "name", "role", "dial_string", "status"])
 
 
+@operator.command("status")
+@click.argument("extension")
+@click.argument("status", required=False, metavar="[available|break|dnd]")
+@click.option("--reason", default=None, help="Why a break or do-not-disturb: one of [operators] pause_reasons.")
+@click.option("--by", "by_ext", default=None, metavar="EXT", help="Who sets it (a supervisor or admin for others).")
+@json_option
+@pass_app
+def operator_status(app: AppContext, extension: str, status: str | None, reason: str | None, by_ext: str | None,
+                    as_json: bool) -> None:
+    """Show EXTENSION's status, or set it by hand: available, break or dnd."""
+    from ctl.services.directory import get_operator
+    from ctl.services.operators import set_status_by_hand
+
+    with app.store().transaction() as session:
+        if status is None:
+            if reason is not None or by_ext is not None:
+                raise ValidationError("--reason and --by go with a new status")
+            person, changed = get_operator(session, extension), False
+        else:
+            person, changed = set_status_by_hand(session, app.settings.operators, extension, status, reason, by_ext)
+        row: dict[str, Any] = {"extension": person.extension, "status": person.status,
+                               "reason": person.status_reason, "since": person.status_changed_at,
+                               "changed": changed}
+    if as_json:
+        emit(row, True)
+    else:
+        note = "" if status is None or changed else " (unchanged)"
+        click.echo(f"{row['extension']}: {row['status']}{' — ' + row['reason'] if row['reason'] else ''} "
+                   f"since {_cell(row['since'])}{note}")
+
+
+@operator.command("history")
+@click.argument("extension")
+@click.option("--since", "since_text", default=None, help="Only changes from this ISO date or time.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@json_option
+@pass_app
+def operator_history(app: AppContext, extension: str, since_text: str | None, limit: int, as_json: bool) -> None:
+    """EXTENSION's status changes, newest first."""
+    from ctl.services.operators import status_history
+
+    since = _parse_since(since_text) if since_text else None
+    with app.store().transaction() as session:
+        rows = [{"at": c.changed_at, "from": c.from_status, "to": c.to_status, "reason": c.reason,
+                 "source": c.source, "by": c.set_by} for c in status_history(session, extension, since, limit)]
+    emit(rows, as_json, ["at", "from", "to", "reason", "source", "by"])
+
+
 @operator.command("remove")
 @click.argument("extension")
 @json_option
@@ -493,6 +541,28 @@ def call_recording(app: AppContext, call_id: int, output: str, force: bool, as_j
         click.echo(f"call {call_id}: recording written to {output} ({size} bytes)", err=False)
 
 
+@call.command("result")
+@click.argument("call_id", type=int)
+@click.argument("code")
+@click.option("--comment", default=None, help="A comment on the call card as well.")
+@json_option
+@pass_app
+def call_result(app: AppContext, call_id: int, code: str, comment: str | None, as_json: bool) -> None:
+    """Save the result of CALL_ID: one of its project's result codes."""
+    from ctl.services.calls import save_result
+    from ctl.validation import check_text
+
+    if comment is not None:
+        comment = check_text(comment, "--comment", 4000, allow_newlines=True, required=False)
+    with app.store().transaction() as session:
+        saved = save_result(session, call_id, code, comment)
+    if as_json:
+        emit({"id": saved.call_id, "result": saved.code, "label": saved.label, "successful": saved.successful}, True)
+    else:
+        click.echo(f"call {saved.call_id}: result {saved.code} ({saved.label}"
+                   f"{', successful' if saved.successful else ''})")
+
+
 @call.command("comment")
 @click.argument("call_id", type=int)
 @click.argument("text")
@@ -705,6 +775,60 @@ def _parse_since(text: str) -> datetime:
     except ValueError:
         raise ValidationError(f"--since: {text!r} is not an ISO date or time (e.g. 2026-11-01T09:00)") from None
     return parsed if parsed.tzinfo else parsed.astimezone()
+
+
+# ---------------------------------------------------------------------------
+# blacklist
+# ---------------------------------------------------------------------------
+@cli.group(cls=CtlGroup)
+def blacklist() -> None:
+    """Client numbers that no originate path dials."""
+
+
+@blacklist.command("add")
+@click.argument("number")
+@click.option("--reason", default=None, help="Why (shown when a call is refused).")
+@json_option
+@pass_app
+def blacklist_add_command(app: AppContext, number: str, reason: str | None, as_json: bool) -> None:
+    """Never dial NUMBER."""
+    from ctl.services.operators import blacklist_add
+
+    with app.store().transaction() as session:
+        row = blacklist_add(session, number, reason)
+        added = {"number": row.number, "reason": row.reason, "added_at": row.added_at}
+    if as_json:
+        emit(added, True)
+    else:
+        click.echo(f"blacklisted {added['number']}")
+
+
+@blacklist.command("remove")
+@click.argument("number")
+@json_option
+@pass_app
+def blacklist_remove_command(app: AppContext, number: str, as_json: bool) -> None:
+    """Allow NUMBER again."""
+    from ctl.services.operators import blacklist_remove
+
+    with app.store().transaction() as session:
+        removed = blacklist_remove(session, number).number
+    if as_json:
+        emit({"number": removed}, True)
+    else:
+        click.echo(f"removed {removed} from the blacklist")
+
+
+@blacklist.command("list")
+@json_option
+@pass_app
+def blacklist_list_command(app: AppContext, as_json: bool) -> None:
+    """List blacklisted numbers."""
+    from ctl.services.operators import blacklist_list
+
+    with app.store().transaction() as session:
+        rows = [{"number": r.number, "reason": r.reason, "added_at": r.added_at} for r in blacklist_list(session)]
+    emit(rows, as_json, ["number", "reason", "added_at"])
 
 
 # ---------------------------------------------------------------------------

@@ -100,6 +100,12 @@ RECORDING_POLICIES = ("always", "on-demand", "never")
 
 
 @dataclass(frozen=True)
+class OperatorSettings:
+    # Reasons an operator may give for a break or do-not-disturb (`--reason`).
+    pause_reasons: tuple[str, ...] = ("lunch", "training", "technical", "meeting", "personal")
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
     format: str = "json"
@@ -112,6 +118,7 @@ class Settings:
     calls: CallSettings = field(default_factory=CallSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
+    operators: OperatorSettings = field(default_factory=OperatorSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str = "defaults"
 
@@ -122,6 +129,7 @@ SECTIONS: dict[str, type[Any]] = {
     "calls": CallSettings,
     "monitor": MonitorSettings,
     "recording": RecordingSettings,
+    "operators": OperatorSettings,
     "log": LogSettings,
 }
 

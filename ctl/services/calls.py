@@ -97,8 +97,36 @@ async def dial_operator_of(store: Store, switch: Switch, settings: Settings, cal
 
 async def _ring_client(store: Store, switch: Switch, settings: Settings, first: _First, number: str,
                        project_id: int | None) -> PlacedCall:
+    from ctl.services.operators import check_dialable
+
+    with store.transaction() as session:
+        check_dialable(session, number)
     return await _ring_then_dial(store, switch, settings, first, settings.calls.client_dial.replace("{number}", number),
                                  number, number, project_id, Direction.OUTBOUND)
+
+
+@dataclass(frozen=True)
+class SavedResult:
+    call_id: int
+    code: str
+    label: str
+    successful: bool
+
+
+def save_result(session: Session, call_id: int, code: str, comment: str | None) -> SavedResult:
+    """`ctl call result`: a result code of the call's project, and optionally a comment."""
+    call = get_call(session, call_id)
+    project = call.project
+    if project is None:
+        raise DomainError(f"call {call_id} belongs to no project: it has no result codes")
+    found = next((r for r in project.result_codes if r.code == code), None)
+    if found is None:
+        codes = ", ".join(r.code for r in project.result_codes) or "none"
+        raise DomainError(f"project {project.name!r} has no result code {code!r} (codes: {codes})")
+    call.result = found.code
+    if comment is not None:
+        call.comment = comment or None
+    return SavedResult(call_id, found.code, found.label, found.successful)
 
 
 def get_call(session: Session, call_id: int) -> Call:

@@ -288,3 +288,34 @@ class RecordingPause(Base):
     source: Mapped[str] = mapped_column(String(16))  # cli, feature_code, pbx
 
     recording: Mapped[Recording] = relationship(back_populates="pauses")
+
+
+class OperatorStatusChange(Base):
+    """Every status change of a person: the base of the occupancy report."""
+
+    __tablename__ = "operator_status_changes"
+    __table_args__ = (
+        CheckConstraint(_in("to_status", OPERATOR_STATUSES), name="to_status"),
+        Index("ix_operator_status_changes_operator_changed", "operator_id", "changed_at"),
+        Index("ix_operator_status_changes_changed_at", "changed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id", ondelete="CASCADE"))
+    from_status: Mapped[str] = mapped_column(String(16))
+    to_status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(200))
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    source: Mapped[str] = mapped_column(String(16))  # cli, pbx, system
+    set_by: Mapped[str | None] = mapped_column(String(16))  # the extension of whoever set it by hand
+
+
+class BlacklistedNumber(Base):
+    """A client number no originate path may dial."""
+
+    __tablename__ = "blacklisted_numbers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32), unique=True)
+    reason: Mapped[str | None] = mapped_column(String(200))
+    added_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -172,3 +172,41 @@ def test_project_recording_options_and_record_commands(run, tmp_path: Path) -> N
     assert not wav.exists()
     gone = run("call", "recording", "1", "-o", str(tmp_path / "out.wav"))
     assert gone.exit_code == 4 and "was purged" in gone.output
+
+
+def test_statuses_results_and_blacklist_from_the_command_line(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    from ctl.store.engine import Store
+    from ctl.store.models import Call
+
+    run("operator", "add", "101", "--name", "Anna")
+    run("project", "add", "Sales", "--result", "sale:Sale:success", "--member", "101")
+    assert json.loads(run("operator", "status", "101", "--json").output)["status"] == "offline"
+    shown = json.loads(run("operator", "status", "101", "break", "--reason", "lunch", "--json").output)
+    assert (shown["status"], shown["reason"], shown["changed"]) == ("break", "lunch", True)
+    assert "101: available since" in run("operator", "status", "101", "available").output
+    bad = run("operator", "status", "101", "break", "--reason", "nap")
+    assert bad.exit_code == 2 and "'nap' is not a pause reason" in bad.output
+    history = json.loads(run("operator", "history", "101", "--json").output)
+    assert [(h["from"], h["to"], h["reason"]) for h in history] == [("break", "available", None),
+                                                                   ("offline", "break", "lunch")]
+
+    store = Store(f"sqlite:///{tmp_path / 'ctl.db'}")
+    with store.transaction() as session:
+        session.add(Call(node="n", pbx_call_id="x", direction="outbound", state="ended", project_id=1,
+                         created_at=datetime.now(UTC)))
+    store.dispose()
+    saved = json.loads(run("call", "result", "1", "sale", "--comment", "done", "--json").output)
+    assert saved == {"id": 1, "result": "sale", "label": "Sale", "successful": True}
+    refused = run("call", "result", "1", "nope")
+    assert refused.exit_code == 6 and "has no result code 'nope'" in refused.output
+
+    assert run("blacklist", "add", "+7 (999) 000-11-22", "--reason", "asked").exit_code == 0
+    assert json.loads(run("blacklist", "list", "--json").output)[0]["number"] == "79990001122"
+    dialed = run("call", "bridge", "--operator", "101", "--to", "+79990001122")
+    assert dialed.exit_code == 6 and "blacklisted: asked" in dialed.output
+    assert run("blacklist", "add", "79990001122").exit_code == 8
+    assert run("blacklist", "remove", "123").exit_code == 4
+    assert run("blacklist", "remove", "+79990001122").exit_code == 0  # a leading + or not: one number
+    assert json.loads(run("blacklist", "list", "--json").output) == []
