@@ -12,6 +12,7 @@ from ctl.config import Settings
 from ctl.errors import SwitchUnreachable
 from ctl.services.calls import CallTracker
 from ctl.services.monitoring import MonitorTracker
+from ctl.services.operators import StatusTracker
 from ctl.services.recording import RecordingTracker
 from ctl.store.engine import Store, safe_url
 
@@ -30,6 +31,7 @@ async def serve(settings: Settings) -> None:
     switch.subscribe(tracker.handle)
     switch.subscribe(monitors.handle)
     switch.subscribe(recordings.handle)
+    switch.subscribe(StatusTracker(store, settings.asterisk.trunks).handle)
     feature_codes = FeatureCodeServer(store, settings, switch, tracker.legs)
     await feature_codes.start()
     log.info("ctl serve starting", extra={"fields": {"store": safe_url(settings.database.url),

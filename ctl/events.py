@@ -132,3 +132,11 @@ class RecordingMuted(Event):
     call_id: str
     channel_id: str
     muted: bool
+
+
+@dataclass(frozen=True)
+class ContactChanged(Event):
+    """A phone's registration: reachable, unreachable (qualify failed), removed (unregistered)."""
+
+    endpoint: str
+    state: str  # reachable, unreachable, removed, unknown

@@ -164,6 +164,15 @@ def _mixmonitor_mute(m: Mapping[str, object], node: str, at: datetime) -> ev.Eve
                              muted=_get(m, "State") == "1")
 
 
+_CONTACT_STATES = {"Reachable": "reachable", "NonQualified": "reachable", "Created": "reachable",
+                   "Unreachable": "unreachable", "Removed": "removed"}
+
+
+def _contact_status(m: Mapping[str, object], node: str, at: datetime) -> ev.Event:
+    state = _CONTACT_STATES.get(_get(m, "ContactStatus") or "", "unknown")
+    return ev.ContactChanged(node=node, at=at, endpoint=_need(m, "EndpointName"), state=state)
+
+
 _HANDLERS = {
     "Newchannel": _newchannel,
     "Newstate": _newstate,
@@ -178,6 +187,7 @@ _HANDLERS = {
     "MixMonitorStart": _mixmonitor_start,
     "MixMonitorStop": _mixmonitor_stop,
     "MixMonitorMute": _mixmonitor_mute,
+    "ContactStatus": _contact_status,
 }
 
 

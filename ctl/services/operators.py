@@ -7,17 +7,23 @@ break or do-not-disturb; talking, wrap-up, offline and suspended follow the PBX.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ctl import events as ev
 from ctl.config import OperatorSettings
 from ctl.errors import Conflict, Forbidden, NotFound, ValidationError
 from ctl.services.directory import get_operator
+from ctl.store.engine import Store
 from ctl.store.models import OPERATOR_STATUSES, BlacklistedNumber, Operator, OperatorStatusChange
 from ctl.validation import check_text, normalise_number
+
+log = logging.getLogger("ctl.operators")
 
 MANUAL_STATUSES = ("available", "break", "dnd")
 PAUSED_STATUSES = ("break", "dnd")
@@ -75,6 +81,63 @@ def status_history(session: Session, extension: str, since: datetime | None = No
         query = query.where(OperatorStatusChange.changed_at >= since)
     query = query.order_by(OperatorStatusChange.changed_at.desc(), OperatorStatusChange.id.desc()).limit(limit)
     return list(session.scalars(query))
+
+
+# ---------------------------------------------------------------------------
+# Statuses that follow the PBX (ctl serve)
+# ---------------------------------------------------------------------------
+class StatusTracker:
+    """Moves people's statuses with their phones' registrations.
+
+    Unregistered (the contact removed) → offline; unreachable (qualify failed) →
+    suspended; reachable again after a suspension → the status before it. A phone that
+    registers again stays offline until its operator says `available`: registering is
+    not logging in.
+    """
+
+    def __init__(self, store: Store, trunks: tuple[str, ...]) -> None:
+        self.store = store
+        self.trunks = set(trunks)
+
+    async def handle(self, event: ev.Event) -> None:
+        if isinstance(event, ev.ContactChanged) and event.endpoint not in self.trunks:
+            await asyncio.to_thread(self.apply, event)
+
+    def apply(self, event: ev.ContactChanged) -> None:
+        with self.store.transaction() as session:
+            operator = session.scalar(select(Operator).where(Operator.extension == event.endpoint))
+            if operator is None:
+                return
+            if event.state == "removed":
+                change = record_status(session, operator, "offline", "unregistered", "pbx", at=event.at)
+            elif event.state == "unreachable" and operator.status != "offline":
+                change = record_status(session, operator, "suspended", "unreachable", "pbx", at=event.at)
+            elif event.state == "reachable" and operator.status == "suspended":
+                before = session.scalar(select(OperatorStatusChange)
+                                        .where(OperatorStatusChange.operator_id == operator.id,
+                                               OperatorStatusChange.to_status == "suspended")
+                                        .order_by(OperatorStatusChange.changed_at.desc(),
+                                                  OperatorStatusChange.id.desc()).limit(1))
+                status, reason = ("available", None) if before is None else \
+                    (before.from_status, _reason_before(session, operator.id, before))
+                change = record_status(session, operator, status, reason, "pbx", at=event.at)
+            else:
+                return
+            if change is not None:
+                log.info("status follows the phone", extra={"fields": {
+                    "operator": operator.extension, "from": change.from_status, "to": change.to_status,
+                    "contact": event.state}})
+
+
+def _reason_before(session: Session, operator_id: int, suspension: OperatorStatusChange) -> str | None:
+    """The reason the status had before `suspension` (e.g. a break's)."""
+    earlier = session.scalar(select(OperatorStatusChange)
+                             .where(OperatorStatusChange.operator_id == operator_id,
+                                    OperatorStatusChange.changed_at <= suspension.changed_at,
+                                    OperatorStatusChange.id < suspension.id)
+                             .order_by(OperatorStatusChange.changed_at.desc(), OperatorStatusChange.id.desc())
+                             .limit(1))
+    return earlier.reason if earlier is not None and earlier.to_status == suspension.from_status else None
 
 
 # ---------------------------------------------------------------------------

@@ -109,3 +109,11 @@ def test_spy_targets_an_exact_channel_with_the_mode_options() -> None:
     assert actions.redirect("PJSIP/200-00000002", "ctl-monitor-spy") == {
         "Action": "Redirect", "Channel": "PJSIP/200-00000002", "Context": "ctl-monitor-spy", "Exten": "s",
         "Priority": "1"}
+
+
+def test_contact_status_becomes_a_neutral_registration_event() -> None:
+    base = {"Event": "ContactStatus", "URI": "sip:101@127.0.0.1:5", "AOR": "101", "EndpointName": "101"}
+    states = [translate({**base, "ContactStatus": status}, "n", AT)[0] for status in
+              ("NonQualified", "Reachable", "Unreachable", "Removed", "Unknown")]
+    assert [(e.endpoint, e.state) for e in states] == [  # type: ignore[attr-defined]
+        ("101", "reachable"), ("101", "reachable"), ("101", "unreachable"), ("101", "removed"), ("101", "unknown")]

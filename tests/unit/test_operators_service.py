@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
+from ctl import events as ev
 from ctl.config import Settings
 from ctl.errors import Conflict, DomainError, Forbidden, NotFound, ValidationError
 from ctl.services import operators
 from ctl.services.calls import dial_client_of, place_bridge_call, save_result
-from ctl.services.directory import ResultCodeSpec, add_operator, add_project, get_project
+from ctl.services.directory import ResultCodeSpec, add_operator, add_project, get_operator, get_project
 from ctl.store.engine import Store
 from ctl.store.models import Call, OperatorStatusChange
 from ctl.testing import FakeSwitch
@@ -96,3 +97,36 @@ async def test_no_originate_path_dials_a_blacklisted_number(people: Store) -> No
         operators.blacklist_remove(session, "+79991234567")
     placed = await place_bridge_call(people, switch, SETTINGS, "101", "+79991234567", "Sales")
     assert placed.number == "+79991234567" and len(switch.originated) == 1
+
+
+async def test_statuses_follow_the_phones_registration(people: Store) -> None:
+    tracker = operators.StatusTracker(people, ("clients",))
+
+    async def contact(endpoint: str, state: str) -> None:
+        await tracker.handle(ev.ContactChanged(node="n", at=datetime.now(UTC), endpoint=endpoint, state=state))
+
+    def status(extension: str) -> tuple[str, str | None]:
+        with people.transaction() as session:
+            person = get_operator(session, extension)
+            return person.status, person.status_reason
+
+    with people.transaction() as session:
+        operators.set_status_by_hand(session, SETTINGS.operators, "101", "break", "lunch", None)
+        operators.set_status_by_hand(session, SETTINGS.operators, "102", "available", None, None)
+    await contact("101", "unreachable")
+    assert status("101") == ("suspended", "unreachable")
+    await contact("101", "reachable")
+    assert status("101") == ("break", "lunch")  # back to what it was, reason included
+    await contact("102", "unreachable")
+    await contact("102", "reachable")
+    assert status("102") == ("available", None)
+    await contact("102", "removed")
+    assert status("102") == ("offline", "unregistered")
+    await contact("102", "reachable")  # registering again is not logging in
+    await contact("102", "unreachable")  # an offline phone is not suspended
+    assert status("102") == ("offline", "unregistered")
+    await contact("clients", "removed")  # the trunk is nobody
+    await contact("999", "removed")  # nor is an unknown endpoint
+    with people.transaction() as session:
+        sources = [(c.to_status, c.source) for c in operators.status_history(session, "102")]
+    assert sources == [("offline", "pbx"), ("available", "pbx"), ("suspended", "pbx"), ("available", "cli")]
