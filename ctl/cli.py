@@ -436,7 +436,7 @@ def _call_row(call: Call, full: bool = False) -> dict[str, Any]:
             "result": call.result,
             "comment": call.comment,
             "review": call.review,
-            "recording": call.recording_path,
+            "recording": None,  # the recording's path, filled in by `call show` from its row
         })
     return row
 
@@ -515,8 +515,8 @@ def call_show(app: AppContext, call_id: int, as_json: bool) -> None:
                                    .options(selectinload(Recording.pauses)))
         if recording is not None:
             details = _recording_row(recording)
-            row.update({"recording_state": details["state"], "recording_complete": details["complete"],
-                        "recording_duration_s": details["duration_s"],
+            row.update({"recording": details["path"], "recording_state": details["state"],
+                        "recording_complete": details["complete"], "recording_duration_s": details["duration_s"],
                         "recording_pauses": len(details["pauses"])})
     emit(row, as_json)
 

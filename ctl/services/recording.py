@@ -173,7 +173,6 @@ def claim(session: Session, settings: Settings, call: Call, leg: Leg, source: st
         if existing is None:
             raise
         return _already(call.id, existing)
-    call.recording_path = path
     return _Claimed(row.id, leg[0], path, RecordingOptions(path=pbx_path, stereo=stereo))
 
 
@@ -182,9 +181,6 @@ def _drop_claim(store: Store, recording_id: int) -> None:
     with store.transaction() as session:
         row = session.get(Recording, recording_id)
         if row is not None:
-            call = session.get(Call, row.call_id)
-            if call is not None and call.recording_path == row.path:
-                call.recording_path = None
             session.delete(row)
 
 
@@ -597,6 +593,7 @@ BridgeOf = Callable[[str, str], "str | None"]
 # (20 ms); the new MixMonitor must find no list to get a fresh one.
 RESTART_PAUSE = 0.1
 RESTART_DEBOUNCE = 1.0
+DIRECTORY_CHECK_EVERY = 5.0
 
 
 class RecordingTracker:
@@ -630,6 +627,7 @@ class RecordingTracker:
         self.restarting: set[str] = set()  # channels whose MixMonitorStop is ours, for a restart
         self.supervisor_tracks: dict[str, set[str]] = {}  # PBX call id → spy legs recorded for it
         self.restarted_at: dict[str, float] = {}  # channel id → loop time of its last restart
+        self.directory_checked_at = -DIRECTORY_CHECK_EVERY
         self.decided: set[str] = set()  # PBX call ids whose policy was applied
         self.finishing: set[asyncio.Task[None]] = set()
 
@@ -681,7 +679,7 @@ class RecordingTracker:
             if policy_of(project, self.settings.recording) != "always" or _existing(session, call.id) is not None:
                 return None
             try:
-                check_directory(self.settings.recording)
+                self._check_directory()
                 claimed = claim(session, self.settings, call, leg, "policy")
             except (StorageError, Conflict) as error:
                 log.error("call not recorded: %s", error, extra={"fields": {"call": call.id}})
@@ -764,6 +762,15 @@ class RecordingTracker:
             if row is None or row.state not in ("recording", "paused") or monitor is None:
                 return None
             return RecordingOptions(path=supervisor_track(row.pbx_path, monitor.id), direction="rx")
+
+    def _check_directory(self) -> None:
+        """check_directory, at most once per DIRECTORY_CHECK_EVERY seconds while it passes:
+        a probe file per bridged call would be I/O on the hot path."""
+        now = time.monotonic()
+        if now - self.directory_checked_at < DIRECTORY_CHECK_EVERY:
+            return
+        check_directory(self.settings.recording)
+        self.directory_checked_at = now
 
     def _fail(self, recording_id: int, problem: str) -> None:
         with self.store.transaction() as session:

@@ -181,7 +181,6 @@ class Call(Base):
     result: Mapped[str | None] = mapped_column(String(64))
     comment: Mapped[str | None] = mapped_column(Text)
     review: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    recording_path: Mapped[str | None] = mapped_column(String(500))
 
     project: Mapped[Project | None] = relationship()
     operator: Mapped[Operator | None] = relationship()
