@@ -254,8 +254,33 @@ def operator_history(app: AppContext, extension: str, since_text: str | None, li
     since = _parse_since(since_text) if since_text else None
     with app.store().transaction() as session:
         rows = [{"at": c.changed_at, "from": c.from_status, "to": c.to_status, "reason": c.reason,
-                 "source": c.source, "by": c.set_by} for c in status_history(session, extension, since, limit)]
-    emit(rows, as_json, ["at", "from", "to", "reason", "source", "by"])
+                 "source": c.source, "by": c.set_by, "call": c.call_id}
+                for c in status_history(session, extension, since, limit)]
+    emit(rows, as_json, ["at", "from", "to", "reason", "source", "by", "call"])
+
+
+@operator.command("logout")
+@click.argument("extension")
+@click.option("--force", is_flag=True, help="Also while in a call (an admin's forced logout; the call goes on).")
+@click.option("--reason", default=None, help="Why (kept in the history; default 'forced logout' with --force).")
+@click.option("--by", "by_ext", default=None, metavar="EXT", help="The admin or owner logging someone else out.")
+@json_option
+@pass_app
+def operator_logout(app: AppContext, extension: str, force: bool, reason: str | None, by_ext: str | None,
+                    as_json: bool) -> None:
+    """Log EXTENSION out: offline, and paused in every queue by `ctl serve`."""
+    from ctl.services.operators import logout
+
+    with app.store().transaction() as session:
+        person, changed = logout(session, extension, force, reason, by_ext)
+        row: dict[str, Any] = {"extension": person.extension, "status": person.status,
+                               "reason": person.status_reason, "since": person.status_changed_at,
+                               "changed": changed}
+    if as_json:
+        emit(row, True)
+    else:
+        click.echo(f"{row['extension']}: offline{' — ' + row['reason'] if row['reason'] else ''}"
+                   f"{'' if changed else ' (unchanged)'}")
 
 
 @operator.command("remove")
@@ -285,6 +310,8 @@ def _project_row(project: Project, full: bool = False) -> dict[str, Any]:
         "recording": project.recording_policy,
         "stereo": project.recording_stereo,
         "record_supervisor": project.recording_supervisor,
+        "queue": project.queue,
+        "wrapup_seconds": project.wrapup_seconds,
     }
     if full:
         row["result_codes"] = [{"code": r.code, "label": r.label, "successful": r.successful}
@@ -313,11 +340,14 @@ def project() -> None:
               help="Record client and operator on separate channels (default: [recording] stereo).")
 @click.option("--record-supervisor/--no-record-supervisor", "record_supervisor", default=False,
               help="Mix a whispering or barging supervisor into the recording (default: no).")
+@click.option("--queue", default=None, metavar="NAME", help="The PBX queue whose calls are this project's.")
+@click.option("--wrapup-seconds", type=int, default=None, metavar="N",
+              help="Longest wrap-up after a call (default: [operators] wrapup_seconds; 0: none).")
 @json_option
 @pass_app
 def project_add(app: AppContext, name: str, script: str | None, script_file: Path | None, results: tuple[str, ...],
                 members: tuple[str, ...], recording_policy: str | None, stereo: bool | None, record_supervisor: bool,
-                as_json: bool) -> None:
+                queue: str | None, wrapup_seconds: int | None, as_json: bool) -> None:
     """Add project NAME."""
     from ctl.services.directory import ResultCodeSpec, add_project
 
@@ -332,7 +362,7 @@ def project_add(app: AppContext, name: str, script: str | None, script_file: Pat
     with app.store().transaction() as session:
         added = _project_row(add_project(session, name, script or "", specs, list(members),
                                          recording_policy or app.settings.recording.policy, stereo,
-                                         record_supervisor))
+                                         record_supervisor, queue, wrapup_seconds))
     if as_json:
         emit(added, True)
     else:
@@ -348,27 +378,49 @@ def project_add(app: AppContext, name: str, script: str | None, script_file: Pat
 @click.option("--stereo-default", is_flag=True, help="Follow the [recording] stereo setting again.")
 @click.option("--record-supervisor/--no-record-supervisor", "record_supervisor", default=None,
               help="Mix a whispering or barging supervisor into the recording, or not.")
+@click.option("--queue", default=None, metavar="NAME", help="The PBX queue whose calls are this project's.")
+@click.option("--no-queue", is_flag=True, help="The project has no queue any more.")
+@click.option("--wrapup-seconds", type=int, default=None, metavar="N", help="Longest wrap-up after a call (0: none).")
+@click.option("--wrapup-default", is_flag=True, help="Follow [operators] wrapup_seconds again.")
+@click.option("--add-member", "add_members", multiple=True, metavar="EXT", help="Add a member; repeatable.")
+@click.option("--remove-member", "remove_members", multiple=True, metavar="EXT", help="Remove a member; repeatable.")
 @json_option
 @pass_app
 def project_set(app: AppContext, name: str, recording_policy: str | None, stereo: bool | None, stereo_default: bool,
-                record_supervisor: bool | None, as_json: bool) -> None:
-    """Change project NAME's recording policy or format."""
-    from ctl.services.directory import set_project_recording
+                record_supervisor: bool | None, queue: str | None, no_queue: bool, wrapup_seconds: int | None,
+                wrapup_default: bool, add_members: tuple[str, ...], remove_members: tuple[str, ...],
+                as_json: bool) -> None:
+    """Change project NAME's recording, queue, wrap-up maximum or members."""
+    from ctl.services.directory import set_project_distribution, set_project_members, set_project_recording
 
     if stereo is not None and stereo_default:
         raise ValidationError("give --stereo/--mono or --stereo-default, not both")
-    if recording_policy is None and stereo is None and not stereo_default and record_supervisor is None:
-        raise ValidationError("nothing to change: give --recording, --stereo/--mono, --stereo-default "
-                              "or --record-supervisor/--no-record-supervisor")
+    if queue is not None and no_queue:
+        raise ValidationError("give --queue or --no-queue, not both")
+    if wrapup_seconds is not None and wrapup_default:
+        raise ValidationError("give --wrapup-seconds or --wrapup-default, not both")
+    recording = recording_policy is not None or stereo is not None or stereo_default or record_supervisor is not None
+    distribution = queue is not None or no_queue or wrapup_seconds is not None or wrapup_default
+    if not recording and not distribution and not add_members and not remove_members:
+        raise ValidationError("nothing to change: give --recording, --stereo/--mono, --stereo-default, "
+                              "--record-supervisor/--no-record-supervisor, --queue/--no-queue, "
+                              "--wrapup-seconds/--wrapup-default, --add-member or --remove-member")
     with app.store().transaction() as session:
-        row = _project_row(set_project_recording(session, name, recording_policy, stereo, stereo_default,
-                                                 record_supervisor))
+        project_row = set_project_recording(session, name, recording_policy, stereo, stereo_default,
+                                            record_supervisor)
+        if distribution:
+            set_project_distribution(session, name, queue, no_queue, wrapup_seconds, wrapup_default)
+        if add_members or remove_members:
+            set_project_members(session, name, list(add_members), list(remove_members))
+        row = _project_row(project_row)
     if as_json:
         emit(row, True)
     else:
         stereo_text = {None: "as [recording] stereo", True: "stereo", False: "mono"}[row["stereo"]]
         supervisor_text = "supervisor mixed in" if row["record_supervisor"] else "supervisor not recorded"
-        click.echo(f"project {row['name']}: recording {row['recording']}, {stereo_text}, {supervisor_text}")
+        wrapup = "default" if row["wrapup_seconds"] is None else f"{row['wrapup_seconds']} s"
+        click.echo(f"project {row['name']}: recording {row['recording']}, {stereo_text}, {supervisor_text}; "
+                   f"queue {row['queue'] or '-'}, wrap-up {wrapup}; members {_cell(row['members'])}")
 
 
 @project.command("list")
@@ -401,6 +453,8 @@ def project_show(app: AppContext, name: str, as_json: bool) -> None:
     stereo_text = {None: "default format", True: "stereo", False: "mono"}[row["stereo"]]
     click.echo(f"recording {row['recording']} ({stereo_text}"
                f"{', supervisor mixed in' if row['record_supervisor'] else ''})")
+    click.echo(f"queue     {row['queue'] or '-'}")
+    click.echo(f"wrap-up   {'default' if row['wrapup_seconds'] is None else str(row['wrapup_seconds']) + ' s'}")
     click.echo("results")
     for code in row["result_codes"]:
         click.echo(f"  {code['code']:<16} {code['label']}{'  (successful)' if code['successful'] else ''}")
@@ -557,10 +611,12 @@ def call_result(app: AppContext, call_id: int, code: str, comment: str | None, a
     with app.store().transaction() as session:
         saved = save_result(session, call_id, code, comment)
     if as_json:
-        emit({"id": saved.call_id, "result": saved.code, "label": saved.label, "successful": saved.successful}, True)
+        emit({"id": saved.call_id, "result": saved.code, "label": saved.label, "successful": saved.successful,
+              "operator": saved.operator, "operator_status": saved.operator_status}, True)
     else:
+        status = f"; {saved.operator} is {saved.operator_status}" if saved.operator else ""
         click.echo(f"call {saved.call_id}: result {saved.code} ({saved.label}"
-                   f"{', successful' if saved.successful else ''})")
+                   f"{', successful' if saved.successful else ''}){status}")
 
 
 @call.command("comment")

@@ -103,6 +103,9 @@ RECORDING_POLICIES = ("always", "on-demand", "never")
 class OperatorSettings:
     # Reasons an operator may give for a break or do-not-disturb (`--reason`).
     pause_reasons: tuple[str, ...] = ("lunch", "training", "technical", "meeting", "personal")
+    # Longest wrap-up after a project call (seconds) before the operator is made available
+    # again without a saved result; a project's own --wrapup-seconds overrides it.
+    wrapup_seconds: int = 120
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from datetime import UTC, datetime
 
 from ctl.asterisk import AsteriskSwitch
 from ctl.asterisk.agi import FeatureCodeServer
@@ -13,6 +14,7 @@ from ctl.errors import SwitchUnreachable
 from ctl.services.calls import CallTracker
 from ctl.services.monitoring import MonitorTracker
 from ctl.services.operators import StatusTracker
+from ctl.services.queues import QueueSync
 from ctl.services.recording import RecordingTracker
 from ctl.store.engine import Store, safe_url
 
@@ -31,7 +33,10 @@ async def serve(settings: Settings) -> None:
     switch.subscribe(tracker.handle)
     switch.subscribe(monitors.handle)
     switch.subscribe(recordings.handle)
-    switch.subscribe(StatusTracker(store, settings.asterisk.trunks).handle)
+    statuses = StatusTracker(store, switch, settings.asterisk.trunks, settings.operators)
+    queues = QueueSync(store, switch)
+    switch.subscribe(statuses.handle)
+    switch.subscribe(queues.handle)
     feature_codes = FeatureCodeServer(store, settings, switch, tracker.legs)
     await feature_codes.start()
     log.info("ctl serve starting", extra={"fields": {"store": safe_url(settings.database.url),
@@ -50,19 +55,32 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     runner = loop.create_task(switch.run(), name="ctl-asterisk")
     stopper = loop.create_task(stop.wait())
+    ticker = loop.create_task(_every_second(statuses, queues), name="ctl-ticker")
     try:
-        done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-        if runner in done:
-            runner.result()  # re-raise what killed it
+        done, _ = await asyncio.wait({runner, stopper, ticker}, return_when=asyncio.FIRST_COMPLETED)
+        for finished in (runner, ticker):
+            if finished in done:
+                finished.result()  # re-raise what killed it
     finally:
         log.info("ctl serve stopping")
         await feature_codes.close()
         await switch.close()
         await recordings.wait_idle()
-        for task in (runner, stopper):
-            task.cancel()
-        await asyncio.gather(runner, stopper, return_exceptions=True)
+        for pending in (runner, stopper, ticker):
+            pending.cancel()
+        await asyncio.gather(runner, stopper, ticker, return_exceptions=True)
         store.dispose()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         log.info("ctl serve stopped")
+
+
+async def _every_second(statuses: StatusTracker, queues: QueueSync) -> None:
+    """Time-driven work: wrap-ups past their maximum, queue pauses set by other processes."""
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            await asyncio.to_thread(statuses.tick, datetime.now(UTC))
+            await queues.tick()
+        except Exception:  # a store hiccup must not stop serve: next second tries again
+            log.exception("periodic work failed")

@@ -140,3 +140,12 @@ class ContactChanged(Event):
 
     endpoint: str
     state: str  # reachable, unreachable, removed, unknown
+
+
+@dataclass(frozen=True)
+class QueueJoined(Event):
+    """A caller entered a PBX queue: the call belongs to the project of that queue."""
+
+    call_id: str
+    channel_id: str
+    queue: str

@@ -62,3 +62,6 @@ class Switch(Protocol):
     async def record_stop(self, channel_id: str) -> None: ...
 
     async def record_mute(self, channel_id: str, muted: bool) -> None: ...
+
+    async def queue_pause(self, interface: str, paused: bool, reason: str | None = None) -> bool:
+        """Pause or unpause a device in every queue it is a member of; False: in no queue."""

@@ -29,6 +29,8 @@ class FakeSwitch:
     spied: list[SpyRequest] = field(default_factory=list)
     calls: list[tuple[str, tuple[object, ...]]] = field(default_factory=list)  # every other operation
     connects: int = 0
+    # Interfaces that are members of some queue, and each one's (paused, reason).
+    queue_members: dict[str, tuple[bool, str | None]] = field(default_factory=dict)
     # Called on record_start, standing in for the PBX writing the file (None: nothing is written).
     recorder: Callable[[str, RecordingOptions], None] | None = None
     _handlers: list[EventHandler] = field(default_factory=list)
@@ -107,3 +109,10 @@ class FakeSwitch:
 
     async def record_mute(self, channel_id: str, muted: bool) -> None:
         self.calls.append(("record_mute", (channel_id, muted)))
+
+    async def queue_pause(self, interface: str, paused: bool, reason: str | None = None) -> bool:
+        self.calls.append(("queue_pause", (interface, paused, reason)))
+        if interface not in self.queue_members:
+            return False
+        self.queue_members[interface] = (paused, reason if paused else None)
+        return True

@@ -143,3 +143,11 @@ def stop_mix_monitor(channel_name: str) -> Action:
 def mix_monitor_mute(channel_name: str, muted: bool) -> Action:
     return {"Action": "MixMonitorMute", "Channel": _channel(channel_name), "Direction": "both",
             "State": "1" if muted else "0"}
+
+
+def queue_pause(interface: str, paused: bool, reason: str | None) -> Action:
+    """No Queue header: Asterisk applies it to the interface in every queue."""
+    action: Action = {"Action": "QueuePause", "Interface": _channel(interface), "Paused": "true" if paused else "false"}
+    if paused and reason:
+        action["Reason"] = _safe(reason, "reason")
+    return action

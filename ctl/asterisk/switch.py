@@ -330,3 +330,12 @@ class AsteriskSwitch:
 
     async def record_mute(self, channel_id: str, muted: bool) -> None:
         await self._send(actions.mix_monitor_mute(self._name(channel_id), muted))
+
+    async def queue_pause(self, interface: str, paused: bool, reason: str | None = None) -> bool:
+        try:
+            await self._send(actions.queue_pause(interface, paused, reason))
+        except ActionFailed as error:
+            if "not found" in str(error).lower():  # "Interface not found": a member of no queue
+                return False
+            raise
+        return True

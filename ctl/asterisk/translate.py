@@ -173,6 +173,11 @@ def _contact_status(m: Mapping[str, object], node: str, at: datetime) -> ev.Even
     return ev.ContactChanged(node=node, at=at, endpoint=_need(m, "EndpointName"), state=state)
 
 
+def _queue_caller_join(m: Mapping[str, object], node: str, at: datetime) -> ev.Event:
+    return ev.QueueJoined(node=node, at=at, call_id=_need(m, "Linkedid"), channel_id=_need(m, "Uniqueid"),
+                          queue=_need(m, "Queue"))
+
+
 _HANDLERS = {
     "Newchannel": _newchannel,
     "Newstate": _newstate,
@@ -188,6 +193,7 @@ _HANDLERS = {
     "MixMonitorStop": _mixmonitor_stop,
     "MixMonitorMute": _mixmonitor_mute,
     "ContactStatus": _contact_status,
+    "QueueCallerJoin": _queue_caller_join,
 }
 
 

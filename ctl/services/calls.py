@@ -25,7 +25,7 @@ from ctl.errors import DomainError, NotFound, SwitchError, ValidationError
 from ctl.model import CallState, ChannelInfo, ChannelState, Direction, HangupCause, OriginateRequest
 from ctl.services.directory import get_operator, get_project
 from ctl.store.engine import Store
-from ctl.store.models import Call, Operator
+from ctl.store.models import Call, Operator, Project
 from ctl.switch import Switch
 from ctl.validation import normalise_number
 
@@ -111,6 +111,8 @@ class SavedResult:
     code: str
     label: str
     successful: bool
+    operator: str | None = None
+    operator_status: str | None = None  # after the save: available if it ended their wrap-up
 
 
 def save_result(session: Session, call_id: int, code: str, comment: str | None) -> SavedResult:
@@ -123,10 +125,14 @@ def save_result(session: Session, call_id: int, code: str, comment: str | None) 
     if found is None:
         codes = ", ".join(r.code for r in project.result_codes) or "none"
         raise DomainError(f"project {project.name!r} has no result code {code!r} (codes: {codes})")
+    from ctl.services.operators import release_wrapup
+
     call.result = found.code
     if comment is not None:
         call.comment = comment or None
-    return SavedResult(call_id, found.code, found.label, found.successful)
+    status = release_wrapup(session, call)
+    return SavedResult(call_id, found.code, found.label, found.successful,
+                       call.operator.extension if call.operator is not None else None, status)
 
 
 def get_call(session: Session, call_id: int) -> Call:
@@ -243,6 +249,8 @@ class CallTracker:
             self._hung_up(event)
         elif isinstance(event, ev.OriginateFailed):
             self._originate_failed(event)
+        elif isinstance(event, ev.QueueJoined):
+            self._queue_joined(event)
 
     def legs(self, call_id: str) -> list[tuple[str, str | None]]:
         """(channel name, endpoint) of every live leg of a call."""
@@ -411,6 +419,21 @@ class CallTracker:
                 _end(call, event.at, cause, code)
                 log.info("call ended", extra={"fields": {"call": call.id, "pbx_call_id": call.pbx_call_id,
                                                          "cause": cause.value, "cause_code": call.hangup_cause_code}})
+
+    def _queue_joined(self, event: ev.QueueJoined) -> None:
+        """A caller waiting in a project's queue makes the call that project's."""
+        live = self.live.get(event.call_id)
+        if live is None:
+            return
+        with self.store.transaction() as session:
+            call = session.get(Call, live.row_id)
+            if call is None or call.project_id is not None:
+                return
+            project = session.scalar(select(Project).where(Project.queue == event.queue))
+            if project is not None:
+                call.project_id = project.id
+                log.info("call joined a project's queue", extra={"fields": {
+                    "call": call.id, "queue": event.queue, "project": project.name}})
 
     def _originate_failed(self, event: ev.OriginateFailed) -> None:
         """No leg was ever created (e.g. the operator's phone has no contact)."""

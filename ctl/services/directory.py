@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -80,11 +81,38 @@ def check_recording_policy(value: str, field: str = "--recording") -> str:
     return value
 
 
+_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+MAX_WRAPUP_SECONDS = 86_400
+
+
+def check_queue_name(value: str, field: str = "--queue") -> str:
+    if not _QUEUE_NAME.fullmatch(value):
+        raise ValidationError(f"{field}: {value!r} is not a queue name (letters, digits, _ . -; up to 64)")
+    return value
+
+
+def check_wrapup_seconds(value: int, field: str = "--wrapup-seconds") -> int:
+    if not 0 <= value <= MAX_WRAPUP_SECONDS:
+        raise ValidationError(f"{field}: expected 0 to {MAX_WRAPUP_SECONDS} seconds, got {value}")
+    return value
+
+
+def _check_queue_free(session: Session, queue: str, project_id: int | None) -> None:
+    owner = session.scalar(select(Project).where(Project.queue == queue))
+    if owner is not None and owner.id != project_id:
+        raise Conflict(f"queue {queue!r} already belongs to project {owner.name!r}")
+
+
 def add_project(session: Session, name: str, script: str, result_codes: list[ResultCodeSpec],
                 member_extensions: list[str], recording_policy: str = "always",
-                recording_stereo: bool | None = None, recording_supervisor: bool = False) -> Project:
+                recording_stereo: bool | None = None, recording_supervisor: bool = False,
+                queue: str | None = None, wrapup_seconds: int | None = None) -> Project:
     name = check_text(name, "project name", 100)
     check_recording_policy(recording_policy)
+    if queue is not None:
+        _check_queue_free(session, check_queue_name(queue), None)
+    if wrapup_seconds is not None:
+        check_wrapup_seconds(wrapup_seconds)
     codes = [spec.code for spec in result_codes]
     duplicates = sorted({code for code in codes if codes.count(code) > 1})
     if duplicates:
@@ -100,6 +128,8 @@ def add_project(session: Session, name: str, script: str, result_codes: list[Res
         recording_policy=recording_policy,
         recording_stereo=recording_stereo,
         recording_supervisor=recording_supervisor,
+        queue=queue,
+        wrapup_seconds=wrapup_seconds,
     )
     session.add(project)
     session.flush()
@@ -116,6 +146,40 @@ def set_project_recording(session: Session, name: str, policy: str | None, stere
         project.recording_policy = check_recording_policy(policy)
     if stereo is not None or clear_stereo:
         project.recording_stereo = stereo
+    return project
+
+
+def set_project_distribution(session: Session, name: str, queue: str | None = None, clear_queue: bool = False,
+                             wrapup_seconds: int | None = None, clear_wrapup: bool = False) -> Project:
+    """Change a project's queue or its wrap-up maximum (None and no clear: leave as is)."""
+    project = get_project(session, name)
+    if queue is not None:
+        _check_queue_free(session, check_queue_name(queue), project.id)
+        project.queue = queue
+    elif clear_queue:
+        project.queue = None
+    if wrapup_seconds is not None:
+        project.wrapup_seconds = check_wrapup_seconds(wrapup_seconds)
+    elif clear_wrapup:
+        project.wrapup_seconds = None
+    return project
+
+
+def set_project_members(session: Session, name: str, add: list[str], remove: list[str]) -> Project:
+    """Add and remove members (a person may belong to several projects)."""
+    project = get_project(session, name)
+    both = set(add) & set(remove)
+    if both:
+        raise ValidationError(f"{sorted(both)[0]} is both added and removed")
+    for extension in dict.fromkeys(add):
+        person = get_operator(session, extension)
+        if person not in project.members:
+            project.members.append(person)
+    for extension in dict.fromkeys(remove):
+        person = get_operator(session, extension)
+        if person not in project.members:
+            raise NotFound(f"{extension} is not a member of project {project.name!r}")
+        project.members.remove(person)
     return project
 
 

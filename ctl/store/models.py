@@ -128,6 +128,11 @@ class Project(Base):
     # Mix a whispering or barging supervisor into the call's recording (off: the
     # recording holds what the client and the operator said).
     recording_supervisor: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The PBX queue whose calls belong to this project (Asterisk queues.conf name).
+    queue: Mapped[str | None] = mapped_column(String(64), unique=True)
+    # Longest wrap-up after a call of this project before the operator is made available
+    # again (None: [operators] wrapup_seconds; 0: no wrap-up at all).
+    wrapup_seconds: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     result_codes: Mapped[list[ResultCode]] = relationship(
@@ -307,6 +312,8 @@ class OperatorStatusChange(Base):
     changed_at: Mapped[datetime] = mapped_column(default=utcnow)
     source: Mapped[str] = mapped_column(String(16))  # cli, pbx, system
     set_by: Mapped[str | None] = mapped_column(String(16))  # the extension of whoever set it by hand
+    # The call a talking or wrap-up status is about.
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
 
 
 class BlacklistedNumber(Base):

@@ -117,3 +117,18 @@ def test_contact_status_becomes_a_neutral_registration_event() -> None:
               ("NonQualified", "Reachable", "Unreachable", "Removed", "Unknown")]
     assert [(e.endpoint, e.state) for e in states] == [  # type: ignore[attr-defined]
         ("101", "reachable"), ("101", "reachable"), ("101", "unreachable"), ("101", "removed"), ("101", "unknown")]
+
+
+def test_queue_caller_join_and_queue_pause() -> None:
+    [joined] = translate({"Event": "QueueCallerJoin", "Channel": "PJSIP/clients-00000001", "Uniqueid": "1.1",
+                          "Linkedid": "1.1", "Queue": "sales", "Position": "1", "Count": "1"}, "n", AT)
+    assert isinstance(joined, ev.QueueJoined) and (joined.call_id, joined.queue) == ("1.1", "sales")
+    assert actions.queue_pause("PJSIP/101", True, "lunch") == {
+        "Action": "QueuePause", "Interface": "PJSIP/101", "Paused": "true", "Reason": "lunch"}
+    # No Queue header: every queue; no reason on an unpause.
+    assert actions.queue_pause("PJSIP/101", False, "lunch") == {
+        "Action": "QueuePause", "Interface": "PJSIP/101", "Paused": "false"}
+    with pytest.raises(ValidationError):
+        actions.queue_pause("PJSIP/101", True, "lunch\r\nAction: Originate")
+    with pytest.raises(ValidationError):
+        actions.queue_pause("PJSIP/101\r\nX: y", True, None)

@@ -198,7 +198,8 @@ def test_statuses_results_and_blacklist_from_the_command_line(run, tmp_path: Pat
                          created_at=datetime.now(UTC)))
     store.dispose()
     saved = json.loads(run("call", "result", "1", "sale", "--comment", "done", "--json").output)
-    assert saved == {"id": 1, "result": "sale", "label": "Sale", "successful": True}
+    assert saved == {"id": 1, "result": "sale", "label": "Sale", "successful": True, "operator": None,
+                     "operator_status": None}
     refused = run("call", "result", "1", "nope")
     assert refused.exit_code == 6 and "has no result code 'nope'" in refused.output
 

@@ -100,7 +100,7 @@ async def test_no_originate_path_dials_a_blacklisted_number(people: Store) -> No
 
 
 async def test_statuses_follow_the_phones_registration(people: Store) -> None:
-    tracker = operators.StatusTracker(people, ("clients",))
+    tracker = operators.StatusTracker(people, FakeSwitch(node="n"), ("clients",), SETTINGS.operators)
 
     async def contact(endpoint: str, state: str) -> None:
         await tracker.handle(ev.ContactChanged(node="n", at=datetime.now(UTC), endpoint=endpoint, state=state))
