@@ -11,7 +11,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +281,28 @@ def operator_logout(app: AppContext, extension: str, force: bool, reason: str | 
     else:
         click.echo(f"{row['extension']}: offline{' — ' + row['reason'] if row['reason'] else ''}"
                    f"{'' if changed else ' (unchanged)'}")
+
+
+@operator.command("import")
+@click.argument("csv_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--delimiter", default=",", show_default=True, type=click.Choice([",", ";", "\t"]),
+              help="The field separator.")
+@json_option
+@pass_app
+def operator_import(app: AppContext, csv_file: Path, delimiter: str, as_json: bool) -> None:
+    """Add the people of CSV_FILE (columns extension,name[,role,dial_string,projects]): all rows or none."""
+    from ctl.services.importing import import_operators
+
+    try:
+        data = csv_file.read_bytes()
+    except OSError as error:
+        raise ValidationError(f"{csv_file}: {error.strerror}") from None
+    with app.store().transaction() as session:
+        result = import_operators(session, app.settings.calls, data, delimiter)
+    if as_json:
+        emit({"added": result.added, "memberships": result.memberships}, True)
+    else:
+        click.echo(f"imported {result.added} people ({result.memberships} project memberships)")
 
 
 @operator.command("remove")
@@ -831,6 +853,109 @@ def _parse_since(text: str) -> datetime:
     except ValueError:
         raise ValidationError(f"--since: {text!r} is not an ISO date or time (e.g. 2026-11-01T09:00)") from None
     return parsed if parsed.tzinfo else parsed.astimezone()
+
+
+# ---------------------------------------------------------------------------
+# tasks
+# ---------------------------------------------------------------------------
+def _task_row(task: Any) -> dict[str, Any]:
+    return {"id": task.id, "number": task.number, "due_at": task.due_at, "auto": task.auto, "state": task.state,
+            "project": task.project.name if task.project else None,
+            "assignee": task.assignee.extension if task.assignee else None,
+            "source_call": task.source_call_id, "call": task.call_id,
+            "placed_to": task.placed_to.extension if task.placed_to else None, "attempts": task.attempts,
+            "reminded_at": task.reminded_at, "note": task.note, "outcome": task.outcome}
+
+
+TASK_COLUMNS = ["id", "due_at", "state", "auto", "number", "project", "assignee", "attempts", "outcome"]
+
+
+@cli.group(cls=CtlGroup)
+def task() -> None:
+    """Callback tasks: manual (a reminder) or automatic (ctl serve dials)."""
+
+
+@task.command("add")
+@click.option("--call", "call_id", type=int, default=None, help="Call back the client of this call (its project).")
+@click.option("--number", default=None, help="Call back this number.")
+@click.option("--at", "at_text", required=True, metavar="TIME",
+              help="+90s, +10m, +2h, +1d, or an ISO date-time (local time, or --tz, or with an offset).")
+@click.option("--tz", "tz_name", default=None, help="The time zone of a --at without an offset (e.g. Europe/Moscow).")
+@click.option("--assignee", default=None, metavar="EXT", help="Who calls back (default: the call's operator).")
+@click.option("--auto", is_flag=True, help="ctl serve dials at that time and connects the assignee or a colleague.")
+@click.option("--project", "project_name", default=None, help="The project (with --number).")
+@click.option("--note", default=None, help="What the callback is about.")
+@click.option("--by", "by_ext", default=None, metavar="EXT", help="Who creates it.")
+@json_option
+@pass_app
+def task_add(app: AppContext, call_id: int | None, number: str | None, at_text: str, tz_name: str | None,
+             assignee: str | None, auto: bool, project_name: str | None, note: str | None, by_ext: str | None,
+             as_json: bool) -> None:
+    """Add a callback task."""
+    from ctl.services.directory import get_operator
+    from ctl.services.tasks import add_task, parse_when, zone
+
+    now = datetime.now(UTC)
+    due = parse_when(at_text, now, zone(tz_name))
+    with app.store().transaction() as session:
+        if by_ext is not None:
+            get_operator(session, by_ext)
+        row = _task_row(add_task(session, due=due, call_id=call_id, number=number, assignee=assignee, auto=auto,
+                                 project_name=project_name, note=note, by=by_ext, now=now))
+    if as_json:
+        emit(row, True)
+    else:
+        click.echo(f"task {row['id']}: {'automatic ' if row['auto'] else ''}callback to {row['number']} "
+                   f"at {_cell(row['due_at'])}{' for ' + row['assignee'] if row['assignee'] else ''}")
+
+
+@task.command("list")
+@click.option("--state", default=None, help="open, pending, placing, done, overdue or cancelled.")
+@click.option("--assignee", default=None, metavar="EXT")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 100_000))
+@json_option
+@pass_app
+def task_list(app: AppContext, state: str | None, assignee: str | None, limit: int, as_json: bool) -> None:
+    """List tasks, soonest first."""
+    from ctl.services.tasks import list_tasks
+
+    with app.store().transaction() as session:
+        rows = [_task_row(t) for t in list_tasks(session, state, assignee, limit)]
+    emit(rows, as_json, TASK_COLUMNS)
+
+
+@task.command("due")
+@click.option("--assignee", default=None, metavar="EXT")
+@json_option
+@pass_app
+def task_due(app: AppContext, assignee: str | None, as_json: bool) -> None:
+    """Manual callbacks due within [tasks] remind_minutes, and overdue ones."""
+    from ctl.services.tasks import due_tasks
+
+    with app.store().transaction() as session:
+        rows = [_task_row(t) for t in due_tasks(session, app.settings.tasks, datetime.now(UTC), assignee)]
+    emit(rows, as_json, TASK_COLUMNS)
+
+
+def _close_command(name: str, state: str, help_text: str) -> None:
+    @task.command(name, help=help_text)
+    @click.argument("task_id", type=int)
+    @click.option("--comment", default=None, help="Why, or what came of it.")
+    @json_option
+    @pass_app
+    def close(app: AppContext, task_id: int, comment: str | None, as_json: bool) -> None:
+        from ctl.services.tasks import close_task
+
+        with app.store().transaction() as session:
+            row = _task_row(close_task(session, task_id, state, comment))
+        if as_json:
+            emit(row, True)
+        else:
+            click.echo(f"task {row['id']}: {row['state']}")
+
+
+_close_command("done", "done", "Mark TASK_ID done (the client was called back).")
+_close_command("cancel", "cancelled", "Cancel TASK_ID.")
 
 
 # ---------------------------------------------------------------------------

@@ -109,6 +109,16 @@ class OperatorSettings:
 
 
 @dataclass(frozen=True)
+class TaskSettings:
+    # Minutes before a manual callback's time that its reminder is raised.
+    remind_minutes: int = 5
+    # An automatic callback is tried this many times (the client not answering, nobody
+    # available) before it is overdue, this many seconds apart.
+    attempts: int = 3
+    retry_seconds: int = 300
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
     format: str = "json"
@@ -122,6 +132,7 @@ class Settings:
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     operators: OperatorSettings = field(default_factory=OperatorSettings)
+    tasks: TaskSettings = field(default_factory=TaskSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str = "defaults"
 
@@ -133,6 +144,7 @@ SECTIONS: dict[str, type[Any]] = {
     "monitor": MonitorSettings,
     "recording": RecordingSettings,
     "operators": OperatorSettings,
+    "tasks": TaskSettings,
     "log": LogSettings,
 }
 
@@ -262,5 +274,7 @@ def _check_values(settings: Settings) -> None:
             raise ConfigError(f"[recording] {key}: characters , | \" ' $ ( ) are not allowed in a recording path")
     if not recording.directory:
         raise ConfigError("[recording] directory: must not be empty")
+    if settings.tasks.attempts < 1:
+        raise ConfigError("[tasks] attempts: expected at least 1")
     if settings.calls.ring_timeout < 1:
         raise ConfigError("[calls] ring_timeout: expected at least 1 second")

@@ -16,6 +16,7 @@ from ctl.services.monitoring import MonitorTracker
 from ctl.services.operators import StatusTracker
 from ctl.services.queues import QueueSync
 from ctl.services.recording import RecordingTracker
+from ctl.services.tasks import TaskScheduler
 from ctl.store.engine import Store, safe_url
 
 log = logging.getLogger("ctl.serve")
@@ -35,6 +36,7 @@ async def serve(settings: Settings) -> None:
     switch.subscribe(recordings.handle)
     statuses = StatusTracker(store, switch, settings.asterisk.trunks, settings.operators)
     queues = QueueSync(store, switch)
+    tasks = TaskScheduler(store, switch, settings)
     switch.subscribe(statuses.handle)
     switch.subscribe(queues.handle)
     feature_codes = FeatureCodeServer(store, settings, switch, tracker.legs)
@@ -55,7 +57,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     runner = loop.create_task(switch.run(), name="ctl-asterisk")
     stopper = loop.create_task(stop.wait())
-    ticker = loop.create_task(_every_second(statuses, queues), name="ctl-ticker")
+    ticker = loop.create_task(_every_second(statuses, queues, tasks), name="ctl-ticker")
     try:
         done, _ = await asyncio.wait({runner, stopper, ticker}, return_when=asyncio.FIRST_COMPLETED)
         for finished in (runner, ticker):
@@ -75,12 +77,15 @@ async def serve(settings: Settings) -> None:
         log.info("ctl serve stopped")
 
 
-async def _every_second(statuses: StatusTracker, queues: QueueSync) -> None:
-    """Time-driven work: wrap-ups past their maximum, queue pauses set by other processes."""
+async def _every_second(statuses: StatusTracker, queues: QueueSync, tasks: TaskScheduler) -> None:
+    """Time-driven work: wrap-ups past their maximum, queue pauses set by other processes,
+    task reminders and automatic callbacks."""
     while True:
         await asyncio.sleep(1.0)
         try:
-            await asyncio.to_thread(statuses.tick, datetime.now(UTC))
+            now = datetime.now(UTC)
+            await asyncio.to_thread(statuses.tick, now)
             await queues.tick()
+            await tasks.tick(now)
         except Exception:  # a store hiccup must not stop serve: next second tries again
             log.exception("periodic work failed")

@@ -96,13 +96,20 @@ async def dial_operator_of(store: Store, switch: Switch, settings: Settings, cal
 
 
 async def _ring_client(store: Store, switch: Switch, settings: Settings, first: _First, number: str,
-                       project_id: int | None) -> PlacedCall:
+                       project_id: int | None, own_connection: bool = True) -> PlacedCall:
     from ctl.services.operators import check_dialable
 
     with store.transaction() as session:
         check_dialable(session, number)
     return await _ring_then_dial(store, switch, settings, first, settings.calls.client_dial.replace("{number}", number),
-                                 number, number, project_id, Direction.OUTBOUND)
+                                 number, number, project_id, Direction.OUTBOUND, own_connection)
+
+
+async def ring_person_then_client(store: Store, switch: Switch, settings: Settings, person: Operator, number: str,
+                                  project_id: int | None) -> PlacedCall:
+    """From inside `ctl serve` (its switch already connected): a click-to-call for `person`."""
+    first = _First(person.extension, person.dial_string, person.id)
+    return await _ring_client(store, switch, settings, first, number, project_id, own_connection=False)
 
 
 @dataclass(frozen=True)
@@ -153,8 +160,11 @@ class _First:
 
 async def _ring_then_dial(store: Store, switch: Switch, settings: Settings, first: _First, second_dial: str,
                           shown: str, client_number: str | None, project_id: int | None,
-                          direction: Direction) -> PlacedCall:
-    await switch.connect()
+                          direction: Direction, own_connection: bool = True) -> PlacedCall:
+    """own_connection: connect for this call and close after (the CLI); False: use the
+    connection `ctl serve` keeps."""
+    if own_connection:
+        await switch.connect()
     try:
         if await switch.device_available(first.dial) is False:
             raise DomainError(f"{'operator ' if direction is Direction.OUTBOUND else ''}{first.extension}'s phone "
@@ -184,7 +194,8 @@ async def _ring_then_dial(store: Store, switch: Switch, settings: Settings, firs
             raise
         return PlacedCall(row_id, call_id, first.extension, shown)
     finally:
-        await switch.close()
+        if own_connection:
+            await switch.close()
 
 
 def _end(call: Call, at: datetime, cause: HangupCause, code: int | None) -> None:

@@ -48,6 +48,9 @@ RECORDING_POLICIES = ("always", "on-demand", "never")
 # starting: MixMonitor asked, not yet confirmed; recording/paused: the PBX writes (or mutes);
 # stopped: the file is closed; failed: the PBX never wrote it. Only `stopped` can be complete.
 RECORDING_STATES = ("starting", "recording", "paused", "stopped", "failed")
+# pending: waiting for its time; placing: an automatic callback is being dialed; done,
+# overdue (its time passed: a manual one not done, an automatic one not reached), cancelled.
+TASK_STATES = ("pending", "placing", "done", "overdue", "cancelled")
 
 
 def utcnow() -> datetime:
@@ -325,3 +328,37 @@ class BlacklistedNumber(Base):
     number: Mapped[str] = mapped_column(String(32), unique=True)
     reason: Mapped[str | None] = mapped_column(String(200))
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Task(Base):
+    """A callback: a client to call back at a time, by hand (a reminder) or by ctl serve."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint(_in("state", TASK_STATES), name="state"),
+        Index("ix_tasks_state_due", "state", "due_at"),
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="SET NULL"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id", ondelete="SET NULL"))
+    source_call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    auto: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    state: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    due_at: Mapped[datetime]
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str | None] = mapped_column(String(16))
+    reminded_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The callback placed by ctl serve (its latest attempt), and who it rang.
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    placed_to_id: Mapped[int | None] = mapped_column(ForeignKey("operators.id", ondelete="SET NULL"))
+    closed_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(300))  # why it is done, overdue or cancelled
+
+    project: Mapped[Project | None] = relationship()
+    assignee: Mapped[Operator | None] = relationship(foreign_keys=[assignee_id])
+    placed_to: Mapped[Operator | None] = relationship(foreign_keys=[placed_to_id])

@@ -211,3 +211,52 @@ def test_statuses_results_and_blacklist_from_the_command_line(run, tmp_path: Pat
     assert run("blacklist", "remove", "123").exit_code == 4
     assert run("blacklist", "remove", "+79990001122").exit_code == 0  # a leading + or not: one number
     assert json.loads(run("blacklist", "list", "--json").output) == []
+
+
+def test_queues_logout_and_tasks_from_the_command_line(run) -> None:  # type: ignore[no-untyped-def]
+    for extension, role in (("101", "operator"), ("102", "operator"), ("201", "admin")):
+        assert run("operator", "add", extension, "--name", f"P{extension}", "--role", role).exit_code == 0
+    added = run("project", "add", "Sales", "--member", "101", "--queue", "sales", "--wrapup-seconds", "45")
+    assert added.exit_code == 0
+    shown = json.loads(run("project", "set", "Sales", "--add-member", "102", "--json").output)
+    assert (shown["queue"], shown["wrapup_seconds"], shown["members"]) == ("sales", 45, ["101", "102"])
+    assert "queue     sales" in run("project", "show", "Sales").output
+    for args, code, message in (
+            (["project", "set", "Sales", "--queue", "a b"], 2, "not a queue name"),
+            (["project", "set", "Sales", "--queue", "x", "--no-queue"], 2, "not both"),
+            (["project", "set", "Sales", "--wrapup-seconds", "-3"], 2, "0 to 86400"),
+            (["project", "set", "Sales", "--remove-member", "201"], 4, "not a member"),
+            (["project", "add", "Other", "--queue", "sales"], 8, "already belongs to project 'Sales'"),
+            (["operator", "logout", "101", "--force", "--by", "102"], 6, "may not log another person out"),
+            (["task", "add", "--number", "+7999", "--at", "yesterday"], 2, "--at"),
+            (["task", "add", "--number", "+7999", "--at", "2020-01-01T10:00"], 2, "in the past"),
+            (["task", "add", "--at", "+1m"], 2, "one of them"),
+            (["task", "add", "--number", "+7999", "--at", "+1m", "--auto"], 2, "--auto needs a project"),
+            (["task", "add", "--number", "+7999", "--at", "+1m", "--tz", "Nowhere/Land"], 2, "not a time zone"),
+            (["task", "done", "7"], 4, "no task with id 7"),
+            (["task", "list", "--state", "finished"], 2, "--state")):
+        result = run(*args)
+        assert (result.exit_code, len(result.output.strip().splitlines())) == (code, 1), (args, result.output)
+        assert message in result.output, (args, result.output)
+    assert json.loads(run("task", "list", "--json").output) == []  # the refusals wrote nothing
+    added = json.loads(run("task", "add", "--number", "+7 999 123", "--at", "+10m", "--assignee", "101", "--auto",
+                           "--project", "Sales", "--json").output)
+    assert (added["number"], added["state"], added["auto"], added["assignee"]) == ("+7999123", "pending", True, "101")
+    assert json.loads(run("task", "cancel", str(added["id"]), "--json").output)["state"] == "cancelled"
+    assert run("task", "cancel", str(added["id"])).exit_code == 8
+    out = json.loads(run("operator", "logout", "101", "--force", "--by", "201", "--json").output)
+    assert (out["status"], out["reason"]) == ("offline", "forced logout")
+
+
+def test_operator_import_from_the_command_line(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("extension,name,role\n110,Anna,operator\n111,Boris,wizard\n", encoding="utf-8")
+    result = run("operator", "import", str(bad))
+    assert result.exit_code == 2 and result.output.strip() == \
+        "ctl: line 3: role: 'wizard' is not one of owner, admin, supervisor, operator"
+    assert json.loads(run("operator", "list", "--json").output) == []
+    good = tmp_path / "good.csv"
+    good.write_text("extension;name\n110;Anna\n111;Boris\n", encoding="utf-8")
+    assert json.loads(run("operator", "import", str(good), "--delimiter", ";", "--json").output) == \
+        {"added": 2, "memberships": 0}
+    assert [o["extension"] for o in json.loads(run("operator", "list", "--json").output)] == ["110", "111"]
