@@ -108,6 +108,7 @@ def main() -> int:
         print("  the client's phone answers after 1.5 s of ringing and hangs up 5 s later")
         wait_until("phone 101 reachable",
                    lambda: "Avail " in asterisk.rx("pjsip show contacts").stdout)
+        ctl(env, "operator", "status", "101", "available")
 
         say("6. Click-to-call: ring operator 101; when Anna answers, dial the client and bridge")
         ctl(env, "call", "bridge", "--operator", "101", "--to", "+7 999 123-45-67", "--project", "Sales")
@@ -144,12 +145,31 @@ def main() -> int:
             print(f"{RED}recording incomplete: {recorded['problem']}{RESET}")
             return 1
 
-        say("10. What ctl serve logged")
+        say("10. Anna's status followed the call: talking, then wrap-up until she saves its result")
+
+        def status() -> str:
+            return str(json.loads(ctl_quiet(env, "operator", "status", "101", "--json"))["status"])
+
+        wait_until("operator 101 in wrap-up", lambda: status() == "wrap_up")
+        ctl(env, "operator", "status", "101")
+        ctl(env, "call", "result", str(call_id), "sale", "--comment", "two licences")
+        ctl(env, "operator", "history", "101")
+        if status() != "available":
+            print(f"{RED}operator 101 is {status()} after the result, not available{RESET}")
+            return 1
+
+        say("11. Today's reports, computed by the database")
+        ctl(env, "report", "occupancy", "--from", "today", "--tz", "UTC")
+        ctl(env, "report", "calls", "--from", "today", "--tz", "UTC")
+        ctl(env, "report", "results", "--from", "today", "--tz", "UTC")
+
+        say("12. What ctl serve logged")
         for line in (work / "serve.log").read_text().splitlines():
-            if "ctl.calls" in line or "ctl.asterisk" in line or "ctl.recording" in line:
+            if any(f"ctl.{name}" in line for name in ("calls", "asterisk", "recording", "operators")):
                 print("  " + line)
         print(f"\n{GREEN}demo complete: call {call_id} went created → ringing → answered → bridged → ended "
-              f"(normal clearing); its recording ({recorded['duration_s']} s) is in {exported}{RESET}")
+              f"(normal clearing); Anna went talking → wrap-up → available with result 'sale'; "
+              f"its recording ({recorded['duration_s']} s) is in {exported}{RESET}")
         return 0
     finally:
         if serve is not None:

@@ -28,7 +28,8 @@ from ctl.store.engine import Store
 from ctl.store.models import Call, OperatorStatusChange
 from ctl.testing import FakeSwitch
 
-T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=10)  # after the set-up's rows
+# Event times: hours after the set-up rows written at the wall clock, however long the suite runs before.
+T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=6)
 SETTINGS = Settings()
 
 
