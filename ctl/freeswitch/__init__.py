@@ -1,0 +1,1 @@
+"""The FreeSWITCH adapter: the Switch protocol over the event socket (ESL)."""
