@@ -40,6 +40,23 @@ class AsteriskSettings:
 
 
 @dataclass(frozen=True)
+class FreeswitchSettings:
+    """A FreeSWITCH node reached over its event socket (inbound ESL)."""
+
+    # Empty: no FreeSWITCH node (an Asterisk-only deployment).
+    host: str = ""
+    port: int = 8021
+    password: str = ""  # never the default ClueCon in production: see freeswitch_conf/
+    node: str = "freeswitch"
+    connect_timeout: float = 5.0
+    action_timeout: float = 5.0
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    # Gateways (sofia/gateway/<name>) that lead to clients rather than to people.
+    trunks: tuple[str, ...] = ("clients",)
+
+
+@dataclass(frozen=True)
 class CallSettings:
     # How a client number is reached; {number} is the validated number.
     client_dial: str = "PJSIP/{number}@clients"
@@ -128,6 +145,7 @@ class LogSettings:
 class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     asterisk: AsteriskSettings = field(default_factory=AsteriskSettings)
+    freeswitch: FreeswitchSettings = field(default_factory=FreeswitchSettings)
     calls: CallSettings = field(default_factory=CallSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     recording: RecordingSettings = field(default_factory=RecordingSettings)
@@ -140,6 +158,7 @@ class Settings:
 SECTIONS: dict[str, type[Any]] = {
     "database": DatabaseSettings,
     "asterisk": AsteriskSettings,
+    "freeswitch": FreeswitchSettings,
     "calls": CallSettings,
     "monitor": MonitorSettings,
     "recording": RecordingSettings,
@@ -249,6 +268,19 @@ def _check_values(settings: Settings) -> None:
     for key in ("host", "username", "secret"):
         check_header_value(getattr(settings.asterisk, key), f"[asterisk] {key}")
     check_header_value(settings.calls.bridge_context, "[calls] bridge_context")
+    freeswitch = settings.freeswitch
+    check_node_name(freeswitch.node, "[freeswitch] node")
+    for key in ("host", "password"):
+        value = getattr(freeswitch, key)
+        check_header_value(value, f"[freeswitch] {key}")
+        if " " in value:
+            raise ConfigError(f"[freeswitch] {key}: spaces are not allowed")
+    if not 1 <= freeswitch.port <= 65535:
+        raise ConfigError(f"[freeswitch] port: expected 1-65535, got {freeswitch.port}")
+    if freeswitch.host and not freeswitch.password:
+        raise ConfigError("[freeswitch] password: required when [freeswitch] host is set (CTL_FREESWITCH_PASSWORD)")
+    if settings.asterisk.node == freeswitch.node and freeswitch.host:
+        raise ConfigError(f"[freeswitch] node: {freeswitch.node!r} is also the Asterisk node's name")
     if settings.log.level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"[log] level: expected debug, info, warning or error, got {settings.log.level!r}")
     if settings.log.format not in ("json", "text"):

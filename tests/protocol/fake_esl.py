@@ -138,3 +138,138 @@ class FakeEsl:
             return
         finally:
             self.finished.set()
+
+
+# -- a responding fake, for the adapter ------------------------------------------------------
+def encode_event(headers: dict[str, str], body: str | None = None) -> bytes:
+    """An event as FreeSWITCH frames it: URL-encoded headers (and a body) inside text/event-plain."""
+    from urllib.parse import quote
+
+    lines = [f"{key}: {quote(value, safe='')}" for key, value in headers.items()]
+    payload = body.encode() if body is not None else b""
+    if body is not None:
+        lines.append(f"Content-Length: {len(payload)}")
+    inner = ("\n".join(lines) + "\n\n").encode() + payload
+    return f"Content-Length: {len(inner)}\nContent-Type: text/event-plain\n\n".encode() + inner
+
+
+def captured_event(section: str, name: str, **changes: str) -> dict[str, str]:
+    """A real event of the capture, with some headers changed (the uuids of a test's call)."""
+    from ctl.freeswitch.frames import MessageReader, parse_plain_event
+
+    stream = b"".join(s.data for s in load_sections()[section].steps if s.sender == "server")
+    for message in MessageReader().feed(stream):
+        if message.content_type == "text/event-plain":
+            event = parse_plain_event(message.body)
+            if event.name == name:
+                headers = dict(event.headers)
+                headers.pop("Content-Length", None)
+                headers.update({key.replace("_", "-"): value for key, value in changes.items()})
+                return headers
+    raise KeyError(name)
+
+
+def reply(text: str) -> bytes:
+    return f"Content-Type: command/reply\nReply-Text: {text}\n\n".encode()
+
+
+def api_response(body: str) -> bytes:
+    data = body.encode()
+    return f"Content-Type: api/response\nContent-Length: {len(data)}\n\n".encode() + data
+
+
+class RespondingEsl:
+    """Answers like FreeSWITCH 1.10.12 (the capture's framing and texts), by rules a test sets."""
+
+    def __init__(self, password: str = "s3cret") -> None:
+        self.password = password
+        self.commands: list[str] = []  # every command received after auth, with its headers
+        self.api: dict[str, str] = {"show channels as json": '{"row_count": 0}', "status": "UP 0 years"}
+        self.jobs: dict[str, str] = {}  # a bgapi command's first word(s) → the job's result body
+        self.silent = False  # answer nothing (a hung FreeSWITCH)
+        self.connections = 0
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self, port: int = 0) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", port)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        await self.drop()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def drop(self) -> None:
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def push(self, headers: dict[str, str], body: str | None = None) -> None:
+        for writer in self._writers:
+            writer.write(encode_event(headers, body))
+            await writer.drain()
+
+    async def wait_for_command(self, prefix: str, timeout: float = 5.0) -> str:
+        async def seen() -> str:
+            while True:
+                for command in self.commands:
+                    if command.startswith(prefix):
+                        return command
+                await asyncio.sleep(0.01)
+        return await asyncio.wait_for(seen(), timeout)
+
+    def _api_answer(self, command: str) -> str:
+        for prefix in sorted(self.api, key=len, reverse=True):
+            if command.startswith(prefix):
+                return self.api[prefix]
+        return "+OK"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.append(writer)
+        writer.write(b"Content-Type: auth/request\n\n")
+        try:
+            authed = False
+            while True:
+                raw = (await reader.readuntil(b"\n\n")).decode()
+                command, _, rest = raw[:-2].partition("\n")
+                headers = dict(line.split(": ", 1) for line in rest.split("\n")) if rest else {}
+                if not authed:
+                    if command == f"auth {self.password}":
+                        authed = True
+                        writer.write(reply("+OK accepted"))
+                    else:
+                        writer.write(reply("-ERR invalid") + EXIT_REPLY[len(reply("+OK bye")):])
+                        await writer.drain()
+                        writer.close()
+                        return
+                    continue
+                self.commands.append(raw[:-2])
+                if self.silent:
+                    continue
+                if command == "exit":
+                    writer.write(EXIT_REPLY)
+                    await writer.drain()
+                    writer.close()
+                    return
+                if command.startswith("event "):
+                    writer.write(reply(f"+OK event listener enabled {command.split()[1]}"))
+                elif command.startswith("api "):
+                    writer.write(api_response(self._api_answer(command[4:])))
+                elif command.startswith("bgapi "):
+                    job = headers.get("Job-UUID", "00000000-0000-0000-0000-00000000j0b5")
+                    writer.write(reply(f"+OK Job-UUID: {job}")[:-1] + f"Job-UUID: {job}\n\n".encode())
+                    word = command[6:].split(" ", 1)[0]
+                    result = self.jobs.get(word, "+OK")
+                    await writer.drain()
+                    writer.write(encode_event({"Event-Name": "BACKGROUND_JOB", "Job-UUID": job,
+                                               "Job-Command": word}, result + "\n"))
+                elif command.startswith("sendevent "):
+                    writer.write(reply("+OK 85ff21e4-0198-4e55-a47e-efe2376e1d2e"))
+                else:
+                    writer.write(NOT_FOUND)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return

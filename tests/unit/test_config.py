@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,25 @@ def test_recording_settings_from_file_and_environment(tmp_path: Path) -> None:
     assert (recording.directory, recording.policy, recording.stereo) == ("/srv/rec", "on-demand", False)
     assert recording.pbx_root == "/var/spool/asterisk/rec"
     assert load_settings(path, environ={}).recording.pbx_root == "/srv/rec"
+
+
+def test_freeswitch_settings_from_the_environment() -> None:
+    settings = load_settings(environ={"CTL_FREESWITCH_HOST": "127.0.0.1", "CTL_FREESWITCH_PORT": "8022",
+                                      "CTL_FREESWITCH_PASSWORD": "n0t-ClueCon", "CTL_FREESWITCH_NODE": "fs-a",
+                                      "CTL_FREESWITCH_TRUNKS": "clients,carrier2"})
+    fs = settings.freeswitch
+    assert (fs.host, fs.port, fs.password, fs.node, fs.trunks) == ("127.0.0.1", 8022, "n0t-ClueCon", "fs-a",
+                                                                    ("clients", "carrier2"))
+    assert load_settings(environ={}).freeswitch.host == ""  # no FreeSWITCH node unless configured
+
+
+@pytest.mark.parametrize(("environ", "message"), [
+    ({"CTL_FREESWITCH_HOST": "127.0.0.1"}, "[freeswitch] password: required"),
+    ({"CTL_FREESWITCH_PORT": "70000"}, "[freeswitch] port"),
+    ({"CTL_FREESWITCH_PASSWORD": "a b"}, "spaces are not allowed"),
+    ({"CTL_FREESWITCH_HOST": "h", "CTL_FREESWITCH_PASSWORD": "p", "CTL_FREESWITCH_NODE": "asterisk"},
+     "also the Asterisk node"),
+])
+def test_bad_freeswitch_settings(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_settings(environ=environ)
