@@ -158,7 +158,9 @@ def test_feature_code_listen_then_dtmf_whisper_and_a_refused_barge(monitored_cal
                                                                    phones: Phones, serve: Serve,
                                                                    tmp_path: Path) -> None:
     tone = make_tone(tmp_path / "supervisor.ulaw", TONES["supervisor"])
-    caller = phones.call("200", "*222101", tone, digits=[(3000, "5"), (6000, "6")], hold_ms=15_000)
+    # Digits late enough that the listen check (attach + 1.4 s, found by polling ctl on a busy
+    # machine) is over before the supervisor presses 5.
+    caller = phones.call("200", "*222101", tone, digits=[(6000, "5"), (9000, "6")], hold_ms=18_000)
     monitored_call.add_party("supervisor", caller, tmp_path)
     session_id = int(wait_for(lambda: ctl.json("monitor", "list", "--active"), message="a session")[0]["id"])  # type: ignore[index]
     monitored_call.check("listen", _attached(ctl, session_id))
