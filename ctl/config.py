@@ -54,6 +54,10 @@ class FreeswitchSettings:
     reconnect_max: float = 30.0
     # Gateways (sofia/gateway/<name>) that lead to clients rather than to people.
     trunks: tuple[str, ...] = ("clients",)
+    # Where `ctl serve` listens for the feature-code dialplan's `socket` application
+    # (outbound ESL): dialplan/freeswitch/ctl-monitor.xml connects here.
+    outbound_host: str = "127.0.0.1"
+    outbound_port: int = 8084
 
 
 @dataclass(frozen=True)
@@ -275,8 +279,10 @@ def _check_values(settings: Settings) -> None:
         check_header_value(value, f"[freeswitch] {key}")
         if " " in value:
             raise ConfigError(f"[freeswitch] {key}: spaces are not allowed")
-    if not 1 <= freeswitch.port <= 65535:
-        raise ConfigError(f"[freeswitch] port: expected 1-65535, got {freeswitch.port}")
+    for key in ("port", "outbound_port"):
+        if not 1 <= getattr(freeswitch, key) <= 65535:
+            raise ConfigError(f"[freeswitch] {key}: expected 1-65535, got {getattr(freeswitch, key)}")
+    check_header_value(freeswitch.outbound_host, "[freeswitch] outbound_host")
     if freeswitch.host and not freeswitch.password:
         raise ConfigError("[freeswitch] password: required when [freeswitch] host is set (CTL_FREESWITCH_PASSWORD)")
     if settings.asterisk.node == freeswitch.node and freeswitch.host:

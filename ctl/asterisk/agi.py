@@ -33,7 +33,7 @@ from ctl.errors import ConfigError, Conflict, CtlError, Forbidden, NotFound
 from ctl.model import MonitorMode
 from ctl.services import monitoring, recording
 from ctl.store.engine import Store
-from ctl.store.models import Call, MonitorSession, Operator
+from ctl.store.models import Call
 from ctl.switch import Switch
 
 log = logging.getLogger("ctl.agi")
@@ -151,20 +151,9 @@ class FeatureCodeServer:
     def _switch_mode(self, spy_channel_id: str, mode: MonitorMode) -> str | None:
         """Record the change and return the new ChanSpy options, or None to keep the mode."""
         with self.store.transaction() as session:
-            row = session.query(MonitorSession).filter_by(node=self.node, spy_channel_id=spy_channel_id,
-                                                          ended_at=None).one_or_none()
-            if row is None or row.mode == mode.value:
-                return None
-            supervisor = session.get(Operator, row.supervisor_id)
-            assert supervisor is not None
-            try:
-                monitoring.check_role(self.settings.monitor, supervisor, mode)
-            except Forbidden as error:
-                log.warning("monitor mode refused", extra={"fields": {"session": row.id, "mode": mode.value,
-                                                                      "detail": str(error), "source": "dtmf"}})
-                return None
-            monitoring.record_mode(session, row, mode, "dtmf")
-            return spy_options(mode)
+            changed = monitoring.change_mode_from_phone(session, self.settings.monitor, self.node, spy_channel_id,
+                                                        mode)
+        return spy_options(mode) if changed else None
 
     async def _record_pause(self, request: Request) -> None:
         headers = request.headers

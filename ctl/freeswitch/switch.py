@@ -210,6 +210,10 @@ class FreeswitchSwitch:
             self._jobs.pop(job, None)
             raise
 
+    def channel_uuid(self, channel: str) -> str:
+        """The uuid of a live channel, named as ctl's services name it (or already a uuid)."""
+        return self._target_uuid(channel)
+
     def _target_uuid(self, channel: str) -> str:
         """A channel named by ctl's services (its name) or already by its uuid."""
         found = self._names.get(channel)

@@ -166,6 +166,26 @@ def record_mode(session: Session, row: MonitorSession, mode: MonitorMode, source
     log.info("monitor mode changed", extra={"fields": {"session": row.id, "mode": mode.value, "source": source}})
 
 
+def change_mode_from_phone(session: Session, settings: MonitorSettings, node: str, spy_channel_id: str,
+                           mode: MonitorMode) -> bool:
+    """A digit the supervisor pressed (4 listen, 5 whisper, 6 barge): record the new mode if their
+    role allows it; False when nothing changes (no session, same mode, or refused)."""
+    row = session.query(MonitorSession).filter_by(node=node, spy_channel_id=spy_channel_id,
+                                                  ended_at=None).one_or_none()
+    if row is None or row.mode == mode.value:
+        return False
+    supervisor = session.get(Operator, row.supervisor_id)
+    assert supervisor is not None
+    try:
+        check_role(settings, supervisor, mode)
+    except Forbidden as error:
+        log.warning("monitor mode refused", extra={"fields": {"session": row.id, "mode": mode.value,
+                                                              "detail": str(error), "source": "dtmf"}})
+        return False
+    record_mode(session, row, mode, "dtmf")
+    return True
+
+
 def get_session(session: Session, session_id: int) -> MonitorSession:
     row = session.get(MonitorSession, session_id)
     if row is None:

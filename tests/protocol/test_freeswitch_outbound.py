@@ -1,0 +1,210 @@
+"""Feature codes on FreeSWITCH: the outbound-socket handler of ctl serve against a fake FreeSWITCH
+that connects like the `socket` application does (channel data as URL-encoded headers)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import select
+
+from ctl.config import FreeswitchSettings, Settings
+from ctl.freeswitch.outbound import OutboundFeatureCodes
+from ctl.freeswitch.switch import FreeswitchSwitch
+from ctl.services.directory import add_operator
+from ctl.store.engine import Store, upgrade
+from ctl.store.models import Call, MonitorSession, Operator
+from tests.protocol.fake_esl import RespondingEsl, captured_event, encode_event, reply
+
+OPERATOR_LEG = "5a1c0000-0000-4000-8000-000000000101"
+CLIENT_LEG = "5a1c0000-0000-4000-8000-0000000c11e7"
+SPY_LEG = "5a1c0000-0000-4000-8000-0000000005b1"
+SETTINGS = Settings()
+
+
+@dataclass
+class FakeSocketApp:
+    """FreeSWITCH's side of `socket 127.0.0.1:<port> async full` for one supervisor's call."""
+
+    port: int
+    channel: dict[str, str]
+    commands: list[str] = field(default_factory=list)
+    reader: asyncio.StreamReader | None = None
+    writer: asyncio.StreamWriter | None = None
+
+    async def connect(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        assert await self.reader.readuntil(b"\n\n") == b"connect\n\n"
+        data = {**self.channel, "Content-Type": "command/reply", "Reply-Text": "+OK\n", "Socket-Mode": "async",
+                "Control": "full"}
+        self.writer.write(("".join(f"{k}: {quote(v, safe='/')}\n" for k, v in data.items()) + "\n").encode())
+        await self.writer.drain()
+
+    async def answer_commands(self, until_closed: bool = True) -> None:
+        """Reply +OK to every command, as FreeSWITCH does in async mode, until ctl closes."""
+        assert self.reader is not None and self.writer is not None
+        while True:
+            try:
+                raw = await asyncio.wait_for(self.reader.readuntil(b"\n\n"), 5)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            self.commands.append(raw.decode()[:-2])
+            self.writer.write(reply("+OK"))
+            await self.writer.drain()
+
+    async def send_event(self, headers: dict[str, str]) -> None:
+        assert self.writer is not None
+        self.writer.write(encode_event(headers))
+        await self.writer.drain()
+
+
+@pytest.fixture
+async def setup(tmp_path: Path) -> AsyncIterator[tuple[Store, RespondingEsl, FreeswitchSwitch, OutboundFeatureCodes]]:
+    url = f"sqlite:///{tmp_path / 'ctl.db'}"
+    upgrade(url)
+    store = Store(url)
+    with store.transaction() as session:
+        add_operator(session, SETTINGS.calls, "101", "Anna", "operator", "user/101")
+        add_operator(session, SETTINGS.calls, "200", "Sam", "supervisor", "user/200")
+        add_operator(session, SETTINGS.calls, "102", "Bob", "operator", "user/102")
+    with store.transaction() as session:
+        anna = session.scalar(select(Operator).where(Operator.extension == "101"))
+        assert anna is not None
+        session.add(Call(node="fs1", pbx_call_id=OPERATOR_LEG, direction="outbound", state="bridged",
+                         operator_id=anna.id, client_number="+79991234567"))
+    fake = RespondingEsl()
+    port = await fake.start()
+    switch = FreeswitchSwitch(FreeswitchSettings(host="127.0.0.1", port=port, password="s3cret", node="fs1",
+                                                 connect_timeout=2.0, action_timeout=2.0))
+    await switch.connect()
+    await fake.push(captured_event("8", "CHANNEL_CREATE", Unique_ID=OPERATOR_LEG, Channel_Call_UUID=OPERATOR_LEG,
+                                   Channel_Name="sofia/internal/101@127.0.0.1"))
+    legs = {OPERATOR_LEG: [("sofia/internal/101@127.0.0.1", "101"), ("sofia/gateway/clients/79991234567",
+                                                                       "clients")]}
+    handler = OutboundFeatureCodes(store, SETTINGS, switch, lambda call: legs.get(call, []))
+    await handler.start(port=0)
+
+    async def known() -> None:
+        while True:
+            try:
+                switch.channel_uuid("sofia/internal/101@127.0.0.1")
+                return
+            except Exception:
+                await asyncio.sleep(0.01)
+    await asyncio.wait_for(known(), 3)
+    yield store, fake, switch, handler
+    await handler.close()
+    await switch.close()
+    await fake.stop()
+    store.dispose()
+
+
+def channel(user: str | None, mode: str, operator: str) -> dict[str, str]:
+    data = captured_event("8", "CHANNEL_CREATE", Unique_ID=SPY_LEG, Channel_Call_UUID=SPY_LEG,
+                          Channel_Name="sofia/internal/200@127.0.0.1")
+    data.pop("Event-Name", None)
+    data.update({"variable_ctl_monitor_mode": mode, "variable_ctl_monitor_operator": operator,
+                 "Caller-Caller-ID-Number": "101"})  # a caller id that lies: never trusted
+    if user is not None:
+        data["variable_user_name"] = user
+    return data
+
+
+def sessions(store: Store) -> list[tuple[str, str | None, str | None]]:
+    with store.transaction() as session:
+        return [(r.mode, r.spy_channel_id, r.end_reason) for r in session.scalars(select(MonitorSession))]
+
+
+async def test_a_supervisor_listens_then_whispers_and_barge_is_refused(setup) -> None:  # type: ignore[no-untyped-def]
+    store, fake, _switch, handler = setup
+    app = FakeSocketApp(handler.port, channel("200", "listen", "101"))
+    await app.connect()
+    answering = asyncio.ensure_future(app.answer_commands())
+
+    async def attached() -> None:
+        while not any("execute-app-name: eavesdrop" in c for c in app.commands):
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(attached(), 5)
+    assert app.commands[:2] == ["myevents", "event plain DTMF"]
+    executes = [c for c in app.commands if c.startswith("sendmsg")]
+    assert executes == [
+        "sendmsg\ncall-command: execute\nexecute-app-name: set\nexecute-app-arg: eavesdrop_enable_dtmf=false",
+        "sendmsg\ncall-command: execute\nexecute-app-name: answer",
+        f"sendmsg\ncall-command: execute\nexecute-app-name: eavesdrop\nexecute-app-arg: {OPERATOR_LEG}"]
+    assert sessions(store) == [("listen", SPY_LEG, None)]
+
+    dtmf = captured_event("8", "DTMF", Unique_ID=SPY_LEG)
+    await app.send_event({**dtmf, "DTMF-Digit": "5"})
+    sent = await fake.wait_for_command("sendevent CUSTOM")
+    assert sent == f"sendevent CUSTOM\nEvent-Subclass: esl::eavesdrop\nunique-id: {SPY_LEG}\neavesdrop-command: 2"
+    await app.send_event({**dtmf, "DTMF-Digit": "6"})  # a supervisor may not barge: nothing sent
+    await app.send_event({**dtmf, "DTMF-Digit": "4"})
+
+    async def back_to_listen() -> None:
+        while sum(c.endswith("eavesdrop-command: 0") for c in fake.commands) < 1:
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(back_to_listen(), 5)
+    assert not any(c.endswith("eavesdrop-command: 3") for c in fake.commands)
+    with store.transaction() as session:
+        row = session.scalar(select(MonitorSession))
+        assert row is not None
+        assert [(c.mode, c.source) for c in row.mode_changes] == [("listen", "feature_code"), ("whisper", "dtmf"),
+                                                                   ("listen", "dtmf")]
+    assert app.writer is not None
+    app.writer.close()
+    await asyncio.wait_for(answering, 5)
+
+
+@pytest.mark.parametrize(("user", "mode", "operator", "why"), [
+    (None, "listen", "101", "not an authenticated phone"),
+    ("200", "barge", "101", "may not barge"),
+    ("200", "listen", "102", "no call in progress"),
+    ("101", "listen", "102", "operator 101 may not listen"),
+    ("200", "spy", "101", "unknown mode"),
+    ("20 0", "listen", "101", "extension"),
+])
+async def test_refusals_hang_up_and_open_no_session(setup, user: str | None, mode: str, operator: str,  # type: ignore[no-untyped-def]
+                                                     why: str, caplog: pytest.LogCaptureFixture) -> None:
+    store, _fake, _switch, handler = setup
+    app = FakeSocketApp(handler.port, channel(user, mode, operator))
+    await app.connect()
+    await asyncio.wait_for(app.answer_commands(), 5)
+    assert app.commands == ["sendmsg\ncall-command: hangup\nhangup-cause: CALL_REJECTED"]
+    assert sessions(store) == []
+    assert any(why in str(getattr(r, "fields", {}).get("detail")) for r in caplog.records), caplog.records
+
+
+async def test_a_second_monitor_on_the_same_call_is_refused(setup) -> None:  # type: ignore[no-untyped-def]
+    store, _fake, _switch, handler = setup
+    first = FakeSocketApp(handler.port, channel("200", "listen", "101"))
+    await first.connect()
+    answering = asyncio.ensure_future(first.answer_commands())
+    while not sessions(store):
+        await asyncio.sleep(0.01)
+    with store.transaction() as session:
+        add_operator(session, SETTINGS.calls, "201", "Ann", "admin", "user/201")
+    second_channel = channel("201", "listen", "101")
+    second_channel["Unique-ID"] = "5a1c0000-0000-4000-8000-0000000005b2"
+    second = FakeSocketApp(handler.port, second_channel)
+    await second.connect()
+    await asyncio.wait_for(second.answer_commands(), 5)
+    assert second.commands == ["sendmsg\ncall-command: hangup\nhangup-cause: CALL_REJECTED"]
+    assert len(sessions(store)) == 1
+    assert first.writer is not None
+    first.writer.close()
+    await asyncio.wait_for(answering, 5)
+
+
+async def test_garbage_instead_of_channel_data_fails_closed(setup) -> None:  # type: ignore[no-untyped-def]
+    store, _fake, _switch, handler = setup
+    reader, writer = await asyncio.open_connection("127.0.0.1", handler.port)
+    assert await reader.readuntil(b"\n\n") == b"connect\n\n"
+    writer.write(b"Content-Type: command/reply\nContent-Length: nonsense\n\n")
+    await writer.drain()
+    rest = await asyncio.wait_for(reader.read(), 5)  # ctl hangs up the call and closes
+    assert b"call-command: hangup" in rest
+    assert sessions(store) == []
