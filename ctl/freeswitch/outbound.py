@@ -184,6 +184,8 @@ class OutboundFeatureCodes:
             event = parse_plain_event(message.body)
             if event.name == "CHANNEL_HANGUP_COMPLETE":
                 return
+            if event.name == "CHANNEL_EXECUTE_COMPLETE" and event.headers.get("Application") == "eavesdrop":
+                return  # the operator's call ended: closing the socket lets the dialplan hang up
             if event.name != "DTMF":
                 continue
             mode = DTMF_MODES.get(event.headers.get("DTMF-Digit", ""))

@@ -154,8 +154,9 @@ async def test_a_supervisor_listens_then_whispers_and_barge_is_refused(setup) ->
         assert row is not None
         assert [(c.mode, c.source) for c in row.mode_changes] == [("listen", "feature_code"), ("whisper", "dtmf"),
                                                                    ("listen", "dtmf")]
-    assert app.writer is not None
-    app.writer.close()
+    # The operator's call ends: eavesdrop returns, ctl closes the socket and the dialplan hangs up.
+    done = captured_event("8", "CHANNEL_EXECUTE", Unique_ID=SPY_LEG)
+    await app.send_event({**done, "Event-Name": "CHANNEL_EXECUTE_COMPLETE"})
     await asyncio.wait_for(answering, 5)
 
 
