@@ -551,7 +551,8 @@ def call_bridge(app: AppContext, operator_ext: str, number: str, project_name: s
     """Click-to-call: ring the operator; when they answer, dial the client and bridge them."""
     from ctl.services.calls import place_bridge_call
 
-    placed = asyncio.run(place_bridge_call(app.store(), _switch(app), app.settings, operator_ext, number,
+    placed = asyncio.run(place_bridge_call(app.store(), _switch(app, people=[operator_ext]), app.settings,
+                                           operator_ext, number,
                                            project_name))
     if as_json:
         emit({"id": placed.id, "pbx_call_id": placed.pbx_call_id, "operator": placed.operator,
@@ -686,7 +687,8 @@ def _dial_command(name: str, help_text: str, service: str) -> None:
     def dial(app: AppContext, call_id: int, from_ext: str, as_json: bool) -> None:
         from ctl.services import calls
 
-        placed = asyncio.run(getattr(calls, service)(app.store(), _switch(app), app.settings, call_id, from_ext))
+        placed = asyncio.run(getattr(calls, service)(app.store(), _switch(app, people=[from_ext], call_id=call_id),
+                                                     app.settings, call_id, from_ext))
         if as_json:
             emit({"id": placed.id, "pbx_call_id": placed.pbx_call_id, "from": from_ext, "to": placed.number,
                   "state": "created"}, True)
@@ -717,10 +719,53 @@ def _session_row(row: MonitorSession) -> dict[str, Any]:
     }
 
 
-def _switch(app: AppContext) -> Any:
-    from ctl.asterisk import AsteriskSwitch
+def _switch(app: AppContext, *, people: Sequence[str] = (), call_id: int | None = None,
+            session_id: int | None = None, supervisor: str | None = None) -> Any:
+    """The adapter of the PBX the request is about: the people's phones (their dial strings
+    name the PBX; they must all be on one), else the call's or the session's node, else the
+    first configured PBX. Unknown names are left to the service, which refuses them."""
+    from ctl.pbx import configured_nodes, make_switch
 
-    return AsteriskSwitch(app.settings.asterisk, spy_context=app.settings.monitor.spy_context)
+    settings = app.settings
+    store = app.store()
+    try:
+        node = _node_of_request(store, settings, people, call_id, session_id, supervisor)
+    finally:
+        store.dispose()
+    # A row of a node this controller does not drive: the first PBX, and the service's own
+    # checks (the call's state, its channels) say what is wrong.
+    return make_switch(settings, node if node in configured_nodes(settings) else None)
+
+
+def _node_of_request(store: Store, settings: Settings, people: Sequence[str], call_id: int | None,
+                     session_id: int | None, supervisor: str | None) -> str | None:
+    from ctl.errors import DomainError
+    from ctl.pbx import node_of_dial_string
+    from ctl.store.models import MonitorSession
+
+    with store.transaction() as session:
+        nodes = {}
+        for extension in people:
+            person = session.scalar(select(Operator).where(Operator.extension == extension.strip()))
+            if person is not None:
+                nodes[person.extension] = node_of_dial_string(settings, person.dial_string)
+        if len(set(nodes.values())) > 1:
+            raise DomainError("these phones are on different PBXs: "
+                              + ", ".join(f"{ext} on {where}" for ext, where in nodes.items()))
+        if nodes:
+            return next(iter(nodes.values()))
+        if call_id is not None:
+            row = session.get(Call, call_id)
+            return row.node if row is not None else None
+        if session_id is not None or supervisor is not None:
+            query = select(MonitorSession.node)
+            if session_id is not None:
+                query = query.where(MonitorSession.id == session_id)
+            else:
+                query = query.join(Operator, Operator.id == MonitorSession.supervisor_id).where(
+                    Operator.extension == (supervisor or "").strip(), MonitorSession.ended_at.is_(None))
+            return session.scalar(query.limit(1))
+    return None
 
 
 @cli.group(cls=CtlGroup)
@@ -739,7 +784,8 @@ def _start_command(mode_name: str, help_text: str) -> None:
         from ctl.services.monitoring import parse_mode, start_from_cli
 
         settings = app.settings
-        session_id = asyncio.run(start_from_cli(app.store(), _switch(app), settings, parse_mode(mode_name),
+        switch = _switch(app, people=[operator_ext, supervisor_ext])
+        session_id = asyncio.run(start_from_cli(app.store(), switch, settings, parse_mode(mode_name),
                                                 operator_ext, supervisor_ext, follow=follow))
         if as_json:
             emit({"session": session_id, "mode": mode_name, "operator": operator_ext, "by": supervisor_ext,
@@ -764,7 +810,8 @@ def monitor_mode(app: AppContext, session_id: int, mode_name: str, as_json: bool
     from ctl.services.monitoring import change_mode_from_cli, parse_mode
 
     mode = parse_mode(mode_name)
-    asyncio.run(change_mode_from_cli(app.store(), _switch(app), app.settings, session_id, mode))
+    asyncio.run(change_mode_from_cli(app.store(), _switch(app, session_id=session_id), app.settings, session_id,
+                                     mode))
     if as_json:
         emit({"session": session_id, "mode": mode.value}, True)
     else:
@@ -782,7 +829,8 @@ def monitor_stop(app: AppContext, session_id: int | None, supervisor_ext: str | 
 
     if (session_id is None) == (supervisor_ext is None):
         raise ValidationError("give a SESSION or --by EXT (one of them)")
-    stopped = asyncio.run(stop_from_cli(app.store(), _switch(app), session_id, supervisor_ext))
+    switch = _switch(app, session_id=session_id, supervisor=supervisor_ext)
+    stopped = asyncio.run(stop_from_cli(app.store(), switch, session_id, supervisor_ext))
     if as_json:
         emit({"session": stopped, "end_reason": "stopped"}, True)
     else:
@@ -1028,7 +1076,7 @@ def record_start(app: AppContext, call_id: int, as_json: bool) -> None:
     """Start recording CALL_ID now (a no-op if it is already being recorded)."""
     from ctl.services.recording import start_from_cli
 
-    result = asyncio.run(start_from_cli(app.store(), _switch(app), app.settings, call_id))
+    result = asyncio.run(start_from_cli(app.store(), _switch(app, call_id=call_id), app.settings, call_id))
     if as_json:
         emit({"call": call_id, "state": result.state, "already": result.already, "path": result.path,
               "since": result.since}, True)
@@ -1047,7 +1095,7 @@ def _pause_command(name: str, paused: bool, help_text: str) -> None:
     def change(app: AppContext, call_id: int, as_json: bool) -> None:
         from ctl.services.recording import set_paused_from_cli
 
-        result = asyncio.run(set_paused_from_cli(app.store(), _switch(app), call_id, paused))
+        result = asyncio.run(set_paused_from_cli(app.store(), _switch(app, call_id=call_id), call_id, paused))
         if as_json:
             emit({"call": call_id, "state": result.state, "changed": result.changed}, True)
         elif result.changed:
@@ -1068,7 +1116,7 @@ def record_stop(app: AppContext, call_id: int, as_json: bool) -> None:
     """Stop recording CALL_ID and close its file (the call goes on)."""
     from ctl.services.recording import stop_from_cli
 
-    result = asyncio.run(stop_from_cli(app.store(), _switch(app), app.settings, call_id))
+    result = asyncio.run(stop_from_cli(app.store(), _switch(app, call_id=call_id), app.settings, call_id))
     if as_json:
         emit({"call": call_id, "state": result.state, "changed": result.changed}, True)
     elif result.changed:

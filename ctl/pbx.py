@@ -1,0 +1,55 @@
+"""Which PBX: a deployment may have an Asterisk node, a FreeSWITCH node, or both, sharing one store.
+
+A person's phone is on the PBX its dial string names (PJSIP/101 → Asterisk, user/101 →
+FreeSWITCH); a call, a session or a recording is on the node its row names.
+"""
+
+from __future__ import annotations
+
+from ctl.config import Settings
+from ctl.errors import ConfigError
+from ctl.switch import Switch
+
+# Dial-string technologies of each PBX (the part before the first '/').
+ASTERISK_TECHNOLOGIES = frozenset({"PJSIP", "SIP", "IAX2", "DAHDI", "Local", "Motif", "WebRTC"})
+FREESWITCH_TECHNOLOGIES = frozenset({"user", "sofia", "loopback", "verto.rtc", "freetdm", "group"})
+
+
+def configured_nodes(settings: Settings) -> list[str]:
+    nodes = []
+    if settings.asterisk.host:
+        nodes.append(settings.asterisk.node)
+    if settings.freeswitch.host:
+        nodes.append(settings.freeswitch.node)
+    return nodes
+
+
+def node_of_dial_string(settings: Settings, dial_string: str) -> str:
+    technology = dial_string.partition("/")[0]
+    if technology in FREESWITCH_TECHNOLOGIES:
+        if not settings.freeswitch.host:
+            raise ConfigError(f"{dial_string} is a FreeSWITCH dial string but no FreeSWITCH is configured "
+                              "([freeswitch] host / CTL_FREESWITCH_HOST)")
+        return settings.freeswitch.node
+    if not settings.asterisk.host:
+        raise ConfigError(f"{dial_string} is an Asterisk dial string but no Asterisk is configured "
+                          "([asterisk] host / CTL_ASTERISK_HOST)")
+    return settings.asterisk.node
+
+
+def make_switch(settings: Settings, node: str | None = None) -> Switch:
+    """The adapter of `node` (default: Asterisk if configured, else FreeSWITCH)."""
+    if node is None:
+        configured = configured_nodes(settings)
+        if not configured:
+            raise ConfigError("no PBX configured: set [asterisk] host or [freeswitch] host")
+        node = configured[0]
+    if settings.freeswitch.host and node == settings.freeswitch.node:
+        from ctl.freeswitch.switch import FreeswitchSwitch
+
+        return FreeswitchSwitch(settings.freeswitch)
+    if settings.asterisk.host and node == settings.asterisk.node:
+        from ctl.asterisk import AsteriskSwitch
+
+        return AsteriskSwitch(settings.asterisk, spy_context=settings.monitor.spy_context)
+    raise ConfigError(f"node {node!r} is not configured here (configured: {', '.join(configured_nodes(settings))})")
