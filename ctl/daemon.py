@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ctl.asterisk import AsteriskSwitch
 from ctl.asterisk.agi import FeatureCodeServer
 from ctl.config import Settings
-from ctl.errors import SwitchUnreachable
+from ctl.errors import ConfigError, SwitchUnreachable
+from ctl.freeswitch.outbound import OutboundFeatureCodes
+from ctl.freeswitch.switch import FreeswitchSwitch
+from ctl.pbx import configured_nodes, handled_by, make_switch
 from ctl.services.calls import CallTracker
 from ctl.services.monitoring import MonitorTracker
 from ctl.services.operators import StatusTracker
@@ -18,74 +21,112 @@ from ctl.services.queues import QueueSync
 from ctl.services.recording import RecordingTracker
 from ctl.services.tasks import TaskScheduler
 from ctl.store.engine import Store, safe_url
+from ctl.switch import Switch
 
 log = logging.getLogger("ctl.serve")
 
 
-async def serve(settings: Settings) -> None:
-    store = Store(settings.database.url)
-    switch = AsteriskSwitch(settings.asterisk, spy_context=settings.monitor.spy_context)
+@dataclass
+class _Stack:
+    """Everything that follows one PBX: its adapter, the trackers it feeds, its feature codes."""
+
+    switch: Switch
+    tracker: CallTracker
+    recordings: RecordingTracker
+    statuses: StatusTracker
+    queues: QueueSync
+    feature_codes: FeatureCodeServer | OutboundFeatureCodes
+
+
+def _stack(store: Store, settings: Settings, switch: Switch) -> _Stack:
     tracker = CallTracker(store, switch, settings)
     monitors = MonitorTracker(store, switch, tracker.legs)
-    recordings = RecordingTracker(store, switch, settings, tracker.leg_ids, tracker.state_of,
-                                  tracker.bridge_of)
+    recordings = RecordingTracker(store, switch, settings, tracker.leg_ids, tracker.state_of, tracker.bridge_of)
     # In this order for every event: a session's end reason and the recording
     # policy read the call's state.
     switch.subscribe(tracker.handle)
     switch.subscribe(monitors.handle)
     switch.subscribe(recordings.handle)
-    statuses = StatusTracker(store, switch, settings.asterisk.trunks, settings.operators)
-    queues = QueueSync(store, switch)
-    tasks = TaskScheduler(store, switch, settings)
+    is_freeswitch = isinstance(switch, FreeswitchSwitch)
+    trunks = settings.freeswitch.trunks if is_freeswitch else settings.asterisk.trunks
+    statuses = StatusTracker(store, switch, trunks, settings.operators)
+    queues = QueueSync(store, switch, handled_by(settings, switch.node))
     switch.subscribe(statuses.handle)
     switch.subscribe(queues.handle)
-    feature_codes = FeatureCodeServer(store, settings, switch, tracker.legs)
-    await feature_codes.start()
-    log.info("ctl serve starting", extra={"fields": {"store": safe_url(settings.database.url),
-                                                     "asterisk": f"{settings.asterisk.host}:{settings.asterisk.port}",
-                                                     "node": switch.node, "config": settings.source}})
+    feature_codes: FeatureCodeServer | OutboundFeatureCodes
+    if isinstance(switch, FreeswitchSwitch):
+        feature_codes = OutboundFeatureCodes(store, settings, switch, tracker.legs)
+    else:
+        feature_codes = FeatureCodeServer(store, settings, switch, tracker.legs)
+    return _Stack(switch, tracker, recordings, statuses, queues, feature_codes)
+
+
+async def serve(settings: Settings) -> None:
+    store = Store(settings.database.url)
+    stacks = [_stack(store, settings, make_switch(settings, node)) for node in configured_nodes(settings)]
+    if not stacks:
+        raise ConfigError("no PBX configured: set [asterisk] host or [freeswitch] host")
+    first = stacks[0]
+    tasks = TaskScheduler(store, first.switch, settings, [s.switch for s in stacks[1:]])
+    started: list[_Stack] = []
     try:
-        # A wrong secret will not fix itself: fail now. An Asterisk that is down
-        # may come up: run() keeps trying with back-off.
-        await switch.connect()
-    except SwitchUnreachable as error:
-        log.warning("%s; will keep trying", error)
+        for stack in stacks:
+            await stack.feature_codes.start()
+            started.append(stack)
+    except BaseException:
+        for stack in started:
+            await stack.feature_codes.close()
+        raise
+    log.info("ctl serve starting", extra={"fields": {
+        "store": safe_url(settings.database.url), "node": first.switch.node, "config": settings.source,
+        "asterisk": f"{settings.asterisk.host}:{settings.asterisk.port}" if settings.asterisk.host else None,
+        "freeswitch": f"{settings.freeswitch.host}:{settings.freeswitch.port}" if settings.freeswitch.host
+        else None}})
+    for stack in stacks:
+        try:
+            # A wrong secret will not fix itself: fail now. A PBX that is down may
+            # come up: run() keeps trying with back-off.
+            await stack.switch.connect()
+        except SwitchUnreachable as error:
+            log.warning("%s; will keep trying", error)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    runner = loop.create_task(switch.run(), name="ctl-asterisk")
+    runners = [loop.create_task(stack.switch.run(), name=f"ctl-{stack.switch.node}") for stack in stacks]
     stopper = loop.create_task(stop.wait())
-    ticker = loop.create_task(_every_second(statuses, queues, tasks), name="ctl-ticker")
+    ticker = loop.create_task(_every_second(stacks, tasks), name="ctl-ticker")
     try:
-        done, _ = await asyncio.wait({runner, stopper, ticker}, return_when=asyncio.FIRST_COMPLETED)
-        for finished in (runner, ticker):
+        done, _ = await asyncio.wait({*runners, stopper, ticker}, return_when=asyncio.FIRST_COMPLETED)
+        for finished in (*runners, ticker):
             if finished in done:
                 finished.result()  # re-raise what killed it
     finally:
         log.info("ctl serve stopping")
-        await feature_codes.close()
-        await switch.close()
-        await recordings.wait_idle()
-        for pending in (runner, stopper, ticker):
+        for stack in stacks:
+            await stack.feature_codes.close()
+            await stack.switch.close()
+            await stack.recordings.wait_idle()
+        for pending in (*runners, stopper, ticker):
             pending.cancel()
-        await asyncio.gather(runner, stopper, ticker, return_exceptions=True)
+        await asyncio.gather(*runners, stopper, ticker, return_exceptions=True)
         store.dispose()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         log.info("ctl serve stopped")
 
 
-async def _every_second(statuses: StatusTracker, queues: QueueSync, tasks: TaskScheduler) -> None:
+async def _every_second(stacks: list[_Stack], tasks: TaskScheduler) -> None:
     """Time-driven work: wrap-ups past their maximum, queue pauses set by other processes,
     task reminders and automatic callbacks."""
     while True:
         await asyncio.sleep(1.0)
         try:
             now = datetime.now(UTC)
-            await asyncio.to_thread(statuses.tick, now)
-            await queues.tick()
+            for stack in stacks:
+                await asyncio.to_thread(stack.statuses.tick, now)
+                await stack.queues.tick()
             await tasks.tick(now)
         except Exception:  # a store hiccup must not stop serve: next second tries again
             log.exception("periodic work failed")

@@ -6,6 +6,8 @@ FreeSWITCH); a call, a session or a recording is on the node its row names.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ctl.config import Settings
 from ctl.errors import ConfigError
 from ctl.switch import Switch
@@ -35,6 +37,16 @@ def node_of_dial_string(settings: Settings, dial_string: str) -> str:
         raise ConfigError(f"{dial_string} is an Asterisk dial string but no Asterisk is configured "
                           "([asterisk] host / CTL_ASTERISK_HOST)")
     return settings.asterisk.node
+
+
+def handled_by(settings: Settings, node: str) -> Callable[[str], bool]:
+    """Whether a dial string is a phone of `node` (False for a PBX not configured here)."""
+    def handles(dial_string: str) -> bool:
+        try:
+            return node_of_dial_string(settings, dial_string) == node
+        except ConfigError:
+            return False
+    return handles
 
 
 def make_switch(settings: Settings, node: str | None = None) -> Switch:

@@ -122,11 +122,21 @@ class Translator:
     # -- channels ----------------------------------------------------------------------------
     def _on_channel_create(self, h: Mapping[str, str], at: datetime) -> list[ev.Event]:
         channel_name = _need(h, "Channel-Name")
-        return [ev.ChannelCreated(
-            node=self.node, at=at, call_id=self.call_of(h), channel_id=_need(h, "Unique-ID"), name=channel_name,
+        channel, call = _need(h, "Unique-ID"), self.call_of(h)
+        events: list[ev.Event] = [ev.ChannelCreated(
+            node=self.node, at=at, call_id=call, channel_id=channel, name=channel_name,
             endpoint=endpoint_of(channel_name, _get(h, "variable_sip_gateway_name")),
             caller_number=_get(h, "Caller-Caller-ID-Number"), caller_name=_get(h, "Caller-Caller-ID-Name"),
             dialed=_get(h, "Caller-Destination-Number"))]
+        gateway = _GATEWAY.match(channel_name)
+        if gateway is not None and _get(h, "Call-Direction") == "outbound":
+            # A leg FreeSWITCH dials out through a gateway: the number dialed, as Asterisk's
+            # DialBegin says it (number@trunk), so the call learns its client's number.
+            number = channel_name[gateway.end():].partition(";")[0]
+            events.append(ev.DialStarted(node=self.node, at=at, call_id=call, channel_id=None,
+                                         target_channel_id=channel,
+                                         dial_string=f"{number}@{gateway.group('gateway')}"))
+        return events
 
     def _on_channel_progress(self, h: Mapping[str, str], at: datetime) -> list[ev.Event]:
         return [ev.ChannelStateChanged(node=self.node, at=at, call_id=self.call_of(h),

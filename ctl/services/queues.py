@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -40,9 +41,11 @@ def desired_state(status: str, reason: str | None) -> QueueState:
 
 
 class QueueSync:
-    def __init__(self, store: Store, switch: Switch) -> None:
+    def __init__(self, store: Store, switch: Switch, handles: Callable[[str], bool] | None = None) -> None:
         self.store = store
         self.switch = switch
+        # Which dial strings are phones of this PBX (with two PBXs, each syncs its own).
+        self.handles = handles or (lambda dial: True)
         self._told: dict[str, QueueState] = {}  # interface → what the PBX was last told
         self._lock = asyncio.Lock()
 
@@ -57,7 +60,8 @@ class QueueSync:
         with self.store.transaction() as session:
             rows = session.execute(select(Operator.extension, Operator.dial_string, Operator.status,
                                           Operator.status_reason)).all()
-        return {dial: (extension, desired_state(status, reason)) for extension, dial, status, reason in rows}
+        return {dial: (extension, desired_state(status, reason)) for extension, dial, status, reason in rows
+                if self.handles(dial)}
 
     async def tick(self) -> None:
         if not self.switch.connected:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -163,10 +164,13 @@ def close_task(session: Session, task_id: int, state: str, outcome: str | None, 
 class TaskScheduler:
     """Raises reminders, marks overdue tasks, and dials automatic callbacks. One tick a second."""
 
-    def __init__(self, store: Store, switch: Switch, settings: Settings) -> None:
+    def __init__(self, store: Store, switch: Switch, settings: Settings,
+                 others: Sequence[Switch] = ()) -> None:
         self.store = store
         self.switch = switch
         self.settings = settings
+        # With two PBXs: the assignee's phone decides which one places the callback.
+        self.switches = {s.node: s for s in (switch, *others)}
         self._waiting_logged: set[int] = set()  # tasks already logged as waiting for someone available
 
     async def tick(self, now: datetime) -> None:
@@ -255,6 +259,18 @@ class TaskScheduler:
         return min(candidates, key=lambda m: (m.status_changed_at, m.extension), default=None)
 
     # -- the PBX (event loop) ---------------------------------------------------------------
+    def _switch_of(self, person: Operator) -> Switch:
+        if len(self.switches) == 1:
+            return self.switch
+        from ctl.errors import ConfigError
+        from ctl.pbx import node_of_dial_string
+
+        try:
+            node = node_of_dial_string(self.settings, person.dial_string)
+        except ConfigError as error:
+            raise DomainError(str(error)) from None
+        return self.switches.get(node, self.switch)
+
     async def place(self, task_id: int, person_id: int, now: datetime) -> None:
         with self.store.transaction() as session:
             task = get_task(session, task_id)
@@ -263,7 +279,8 @@ class TaskScheduler:
             session.expunge(person)
             number, project_id = task.number, task.project_id
         try:
-            placed = await ring_person_then_client(self.store, self.switch, self.settings, person, number, project_id)
+            placed = await ring_person_then_client(self.store, self._switch_of(person), self.settings, person,
+                                                   number, project_id)
         except (DomainError, SwitchError) as error:
             with self.store.transaction() as session:
                 task = get_task(session, task_id)

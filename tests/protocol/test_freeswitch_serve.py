@@ -1,0 +1,115 @@
+"""`ctl serve` with a FreeSWITCH node only: the same services follow calls told by ESL events.
+
+The fake event socket speaks FreeSWITCH 1.10.12's framing; the events are the capture's,
+with the uuids, names and numbers of a click-to-call (operator 101 on user/101, the client
+through the `clients` gateway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from ctl.config import load_settings
+from ctl.daemon import serve
+from ctl.services.directory import add_operator
+from ctl.store.engine import Store, upgrade
+from ctl.store.models import Call, Operator
+from tests.protocol.fake_esl import RespondingEsl, captured_event
+
+OPERATOR_LEG = "0be1a7e5-0000-4000-8000-000000000101"
+CLIENT_LEG = "0be1a7e5-0000-4000-8000-0000000c11e7"
+CLIENT = "79991234567"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+    async def poll() -> None:
+        while not condition():
+            await asyncio.sleep(0.02)
+    await asyncio.wait_for(poll(), timeout)
+
+
+@pytest.fixture
+async def running(tmp_path: Path) -> AsyncIterator[tuple[RespondingEsl, Store]]:
+    fake = RespondingEsl()
+    port = await fake.start()
+    url = f"sqlite:///{tmp_path / 'ctl.db'}"
+    upgrade(url)
+    settings = load_settings(environ={
+        "CTL_DATABASE_URL": url, "CTL_ASTERISK_HOST": "", "CTL_FREESWITCH_HOST": "127.0.0.1",
+        "CTL_FREESWITCH_PORT": str(port), "CTL_FREESWITCH_PASSWORD": "s3cret", "CTL_FREESWITCH_NODE": "fs1",
+        "CTL_FREESWITCH_OUTBOUND_PORT": str(_free_port()), "CTL_CALLS_OPERATOR_DIAL": "user/{extension}",
+        "CTL_CALLS_CLIENT_DIAL": "sofia/gateway/clients/{number}", "CTL_RECORDING_POLICY": "never",
+        "CTL_RECORDING_DIRECTORY": str(tmp_path / "rec")})
+    store = Store(url)
+    with store.transaction() as session:
+        add_operator(session, settings.calls, "101", "Anna", "operator", None)
+    task = asyncio.ensure_future(serve(settings))
+    await fake.wait_for_command("event plain")
+    yield fake, store
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    store.dispose()
+    await fake.stop()
+
+
+def call_rows(store: Store) -> list[Call]:
+    with store.transaction() as session:
+        rows = list(session.scalars(select(Call).order_by(Call.id)))
+        session.expunge_all()
+        return rows
+
+
+def status_of(store: Store, extension: str) -> str:
+    with store.transaction() as session:
+        person = session.scalar(select(Operator).where(Operator.extension == extension))
+        assert person is not None
+        return person.status
+
+
+async def test_an_outbound_call_from_an_operators_phone_is_followed_to_its_end(running) -> None:  # type: ignore[no-untyped-def]
+    fake, store = running
+    assert "CHANNEL_HANGUP_COMPLETE" in fake.commands[0] and fake.commands[1] == "api show channels as json"
+    operator = {"Unique-ID": OPERATOR_LEG, "Channel-Call-UUID": OPERATOR_LEG,
+                "Channel-Name": "sofia/internal/101@127.0.0.1", "Call-Direction": "inbound",
+                "Caller-Caller-ID-Number": "101", "Caller-Destination-Number": CLIENT}
+    client = {"Unique-ID": CLIENT_LEG, "Channel-Call-UUID": OPERATOR_LEG,
+              "Channel-Name": f"sofia/gateway/clients/{CLIENT}", "Call-Direction": "outbound",
+              "Caller-Caller-ID-Number": "101", "Caller-Destination-Number": CLIENT}
+    await fake.push(captured_event("4", "CHANNEL_CREATE", **_keys(operator)))
+    await wait_until(lambda: call_rows(store))
+    await fake.push(captured_event("4", "CHANNEL_CREATE", **_keys(client)))
+    await fake.push(captured_event("4", "CHANNEL_ANSWER", **_keys(client)))
+    await fake.push(captured_event("4", "CHANNEL_ANSWER", **_keys(operator)))
+    await fake.push(captured_event("4", "CHANNEL_BRIDGE", **_keys(operator), Bridge_A_Unique_ID=OPERATOR_LEG,
+                                   Bridge_B_Unique_ID=CLIENT_LEG))
+    await wait_until(lambda: call_rows(store)[0].state == "bridged")
+    await wait_until(lambda: status_of(store, "101") == "talking")
+    (row,) = call_rows(store)
+    assert (row.node, row.pbx_call_id, row.direction, row.client_number) == ("fs1", OPERATOR_LEG, "outbound",
+                                                                             CLIENT)
+    assert row.operator_id is not None
+    for headers in (client, operator):
+        await fake.push(captured_event("4", "CHANNEL_HANGUP_COMPLETE", **_keys(headers),
+                                       Hangup_Cause="NORMAL_CLEARING"))
+    await wait_until(lambda: call_rows(store)[0].state == "ended")
+    (row,) = call_rows(store)
+    assert (row.hangup_cause, row.hangup_cause_code) == ("normal_clearing", 16)
+    assert row.answered_at is not None and row.bridged_at is not None
+    await wait_until(lambda: status_of(store, "101") != "talking")
+
+
+def _keys(headers: dict[str, str]) -> dict[str, str]:
+    """captured_event takes header names with _ for - (keyword arguments)."""
+    return {key.replace("-", "_"): value for key, value in headers.items()}
