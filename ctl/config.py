@@ -54,6 +54,8 @@ class FreeswitchSettings:
     reconnect_max: float = 30.0
     # Gateways (sofia/gateway/<name>) that lead to clients rather than to people.
     trunks: tuple[str, ...] = ("clients",)
+    # How this node reaches a client number ([calls] client_dial is Asterisk's).
+    client_dial: str = "sofia/gateway/clients/{number}"
     # Where `ctl serve` listens for the feature-code dialplan's `socket` application
     # (outbound ESL): dialplan/freeswitch/ctl-monitor.xml connects here.
     outbound_host: str = "127.0.0.1"
@@ -62,7 +64,7 @@ class FreeswitchSettings:
 
 @dataclass(frozen=True)
 class CallSettings:
-    # How a client number is reached; {number} is the validated number.
+    # How a client number is reached through Asterisk; {number} is the validated number.
     client_dial: str = "PJSIP/{number}@clients"
     # Default dial string of a new operator; {extension} is the extension.
     operator_dial: str = "PJSIP/{extension}"
@@ -267,6 +269,7 @@ def _validate(settings: Settings) -> None:
 
 def _check_values(settings: Settings) -> None:
     check_dial_pattern(settings.calls.client_dial, "{number}", "[calls] client_dial")
+    check_dial_pattern(settings.freeswitch.client_dial, "{number}", "[freeswitch] client_dial")
     check_dial_pattern(settings.calls.operator_dial, "{extension}", "[calls] operator_dial")
     check_node_name(settings.asterisk.node, "[asterisk] node")
     for key in ("host", "username", "secret"):

@@ -95,13 +95,21 @@ async def dial_operator_of(store: Store, switch: Switch, settings: Settings, cal
                                  Direction.INTERNAL)
 
 
+def client_dial(settings: Settings, node: str, number: str) -> str:
+    """The dial string of a client number on `node`: [freeswitch] client_dial on the
+    FreeSWITCH node, [calls] client_dial on Asterisk."""
+    pattern = settings.freeswitch.client_dial if settings.freeswitch.host and node == settings.freeswitch.node \
+        else settings.calls.client_dial
+    return pattern.replace("{number}", number)
+
+
 async def _ring_client(store: Store, switch: Switch, settings: Settings, first: _First, number: str,
                        project_id: int | None, own_connection: bool = True) -> PlacedCall:
     from ctl.services.operators import check_dialable
 
     with store.transaction() as session:
         check_dialable(session, number)
-    return await _ring_then_dial(store, switch, settings, first, settings.calls.client_dial.replace("{number}", number),
+    return await _ring_then_dial(store, switch, settings, first, client_dial(settings, switch.node, number),
                                  number, number, project_id, Direction.OUTBOUND, own_connection)
 
 

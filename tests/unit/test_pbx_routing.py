@@ -81,3 +81,15 @@ def test_a_supervisor_on_another_pbx_cannot_monitor(run) -> None:  # type: ignor
     result = run("monitor", "listen", "101", "--by", "201")
     assert result.exit_code == 6 and "different PBXs" in result.output
     assert "101 on fs1" in result.output and "201 on asterisk" in result.output
+
+
+def test_each_pbx_dials_clients_its_own_way() -> None:
+    from ctl.services.calls import client_dial
+
+    both = load_settings(environ=BOTH)
+    assert client_dial(both, "asterisk", "+79991234567") == "PJSIP/+79991234567@clients"
+    assert client_dial(both, "fs1", "+79991234567") == "sofia/gateway/clients/+79991234567"
+    custom = load_settings(environ={**BOTH, "CTL_FREESWITCH_CLIENT_DIAL": "sofia/gateway/carrier2/{number}"})
+    assert client_dial(custom, "fs1", "7999") == "sofia/gateway/carrier2/7999"
+    with pytest.raises(ConfigError, match=r"\[freeswitch\] client_dial"):
+        load_settings(environ={**BOTH, "CTL_FREESWITCH_CLIENT_DIAL": "sofia/gateway/clients/1,{number}"})
