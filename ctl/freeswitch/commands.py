@@ -14,7 +14,8 @@ from ctl.errors import ValidationError
 from ctl.freeswitch.translate import EAVESDROP_DIGITS
 from ctl.model import MonitorMode, OriginateRequest, RecordingOptions, SpyRequest
 
-_UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# FreeSWITCH keeps a channel's uuid in 36 characters and silently cuts a longer origination_uuid.
+_UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,35}")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _DIAL = re.compile(r"[A-Za-z][A-Za-z0-9_]*/[A-Za-z0-9_.+@:/=;-]{1,200}")
 _WORD = re.compile(r"[A-Za-z0-9_.+*#:@-]{1,128}")

@@ -217,7 +217,8 @@ async def start_from_cli(store: Store, switch: Switch, settings: Settings, mode:
         if await switch.device_available(approved.supervisor_dial) is False:
             raise DomainError(f"{approved.supervisor}'s phone ({approved.supervisor_dial}) is not reachable: "
                               "not registered or unavailable")
-        spy_channel_id = f"ctl-spy-{uuid.uuid4().hex}"
+        # 36 characters at most: FreeSWITCH keeps a channel uuid in 36 (and would cut a longer one).
+        spy_channel_id = f"ctl-spy-{uuid.uuid4().hex[:28]}"
         session_id = open_session(store, switch.node, approved, spy_channel_id, follow, "cli")
         try:
             await switch.spy(SpyRequest(supervisor_dial=approved.supervisor_dial, target_channel=target, mode=mode,
