@@ -42,6 +42,8 @@ CALL_STATES = {"RINGING": ChannelState.RINGING, "EARLY": ChannelState.RINGING, "
                "HELD": ChannelState.UP}
 # eavesdrop's own digits (mod_dptools): 0 listen, 2 whisper to the B-leg (the operator), 3 both.
 EAVESDROP_DIGITS = {MonitorMode.LISTEN: "0", MonitorMode.WHISPER: "2", MonitorMode.BARGE: "3"}
+REGISTRATION_STATES = {"sofia::register": "reachable", "sofia::unregister": "removed",
+                       "sofia::expire": "removed"}
 _GATEWAY = re.compile(r"^sofia/gateway/(?P<gateway>[^/]+)/")
 _SOFIA_USER = re.compile(r"^sofia/[^/]+/(?:sip:)?(?P<user>[^@/]+)@")
 
@@ -193,6 +195,15 @@ class Translator:
         target = self._spies.pop(spy, None) or _get(h, "Application-Data")
         return [ev.SpyStopped(node=self.node, at=at, call_id=self._call_of.get(target) if target else None,
                               spy_channel_id=spy, target_channel_id=target)]
+
+    # -- registrations -----------------------------------------------------------------------
+    def _on_custom(self, h: Mapping[str, str], at: datetime) -> list[ev.Event]:
+        """mod_sofia's registrations: a phone registered, unregistered, or its registration expired."""
+        state = REGISTRATION_STATES.get(_get(h, "Event-Subclass") or "")
+        user = _get(h, "username") or _get(h, "from-user")
+        if state is None or user is None:
+            return []
+        return [ev.ContactChanged(node=self.node, at=at, endpoint=user, state=state)]
 
     # -- recording ---------------------------------------------------------------------------
     def _on_record_start(self, h: Mapping[str, str], at: datetime) -> list[ev.Event]:

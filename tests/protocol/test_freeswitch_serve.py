@@ -113,3 +113,15 @@ async def test_an_outbound_call_from_an_operators_phone_is_followed_to_its_end(r
 def _keys(headers: dict[str, str]) -> dict[str, str]:
     """captured_event takes header names with _ for - (keyword arguments)."""
     return {key.replace("-", "_"): value for key, value in headers.items()}
+
+
+async def test_an_unregistered_phone_takes_its_operator_offline(running) -> None:  # type: ignore[no-untyped-def]
+    fake, store = running
+    from ctl.config import OperatorSettings
+    from ctl.services.operators import set_status_by_hand
+
+    with store.transaction() as session:
+        set_status_by_hand(session, OperatorSettings(), "101", "available", None, None)
+    await fake.push({"Event-Name": "CUSTOM", "Event-Subclass": "sofia::unregister", "username": "101",
+                     "profile-name": "internal", "Event-Date-Timestamp": "1795335914938579"})
+    await wait_until(lambda: status_of(store, "101") == "offline")

@@ -118,3 +118,12 @@ def test_channels_snapshot() -> None:
     assert [(c.channel_id, c.call_id, c.endpoint, c.state, c.caller_number, c.dialed) for c in rows] == [
         ("a", "a", "101", ChannelState.UP, "101", "79991234567"),
         ("b", "a", "clients", ChannelState.RINGING, None, None)]
+
+
+@pytest.mark.parametrize(("subclass", "state"), [("sofia::register", "reachable"), ("sofia::unregister", "removed"),
+                                                 ("sofia::expire", "removed")])
+def test_registrations_become_contact_changes(subclass: str, state: str) -> None:
+    (changed,) = Translator("fs1").translate({"Event-Name": "CUSTOM", "Event-Subclass": subclass,
+                                              "username": "101", "profile-name": "internal"})
+    assert isinstance(changed, ev.ContactChanged) and (changed.endpoint, changed.state) == ("101", state)
+    assert Translator("fs1").translate({"Event-Name": "CUSTOM", "Event-Subclass": "esl::eavesdrop"}) == []
