@@ -13,7 +13,7 @@ from ctl.config import Settings
 from ctl.errors import ConfigError, SwitchUnreachable
 from ctl.freeswitch.outbound import OutboundFeatureCodes
 from ctl.freeswitch.switch import FreeswitchSwitch
-from ctl.pbx import configured_nodes, handled_by, make_switch
+from ctl.pbx import configured_nodes, handled_by, make_switch, trunks_of
 from ctl.services.calls import CallTracker
 from ctl.services.monitoring import MonitorTracker
 from ctl.services.operators import StatusTracker
@@ -47,9 +47,7 @@ def _stack(store: Store, settings: Settings, switch: Switch) -> _Stack:
     switch.subscribe(tracker.handle)
     switch.subscribe(monitors.handle)
     switch.subscribe(recordings.handle)
-    is_freeswitch = isinstance(switch, FreeswitchSwitch)
-    trunks = settings.freeswitch.trunks if is_freeswitch else settings.asterisk.trunks
-    statuses = StatusTracker(store, switch, trunks, settings.operators)
+    statuses = StatusTracker(store, switch, trunks_of(settings, switch.node), settings.operators)
     queues = QueueSync(store, switch, handled_by(settings, switch.node))
     switch.subscribe(statuses.handle)
     switch.subscribe(queues.handle)

@@ -39,6 +39,13 @@ def node_of_dial_string(settings: Settings, dial_string: str) -> str:
     return settings.asterisk.node
 
 
+def trunks_of(settings: Settings, node: str) -> tuple[str, ...]:
+    """The endpoints (Asterisk) or gateways (FreeSWITCH) of `node` that lead to clients."""
+    if settings.freeswitch.host and node == settings.freeswitch.node:
+        return settings.freeswitch.trunks
+    return settings.asterisk.trunks
+
+
 def handled_by(settings: Settings, node: str) -> Callable[[str], bool]:
     """Whether a dial string is a phone of `node` (False for a PBX not configured here)."""
     def handles(dial_string: str) -> bool:

@@ -23,6 +23,7 @@ from ctl import events as ev
 from ctl.config import Settings
 from ctl.errors import DomainError, NotFound, SwitchError, ValidationError
 from ctl.model import CallState, ChannelInfo, ChannelState, Direction, HangupCause, OriginateRequest
+from ctl.pbx import trunks_of
 from ctl.services.directory import get_operator, get_project
 from ctl.store.engine import Store
 from ctl.store.models import Call, Operator, Project
@@ -240,7 +241,7 @@ class CallTracker:
         self.store = store
         self.switch = switch
         self.node = switch.node
-        self.trunks = set(settings.asterisk.trunks)
+        self.trunks = set(trunks_of(settings, switch.node))
         self.live: dict[str, _LiveCall] = {}
 
     async def handle(self, event: ev.Event) -> None:

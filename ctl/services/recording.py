@@ -36,6 +36,7 @@ from ctl import wavfile
 from ctl.config import RecordingSettings, Settings
 from ctl.errors import CallEnded, Conflict, DomainError, Forbidden, NotFound, StorageError, SwitchError
 from ctl.model import ChannelInfo, RecordingOptions
+from ctl.pbx import trunks_of
 from ctl.services.calls import get_call
 from ctl.store.engine import Store
 from ctl.store.models import Call, MonitorSession, Project, Recording, RecordingPause
@@ -212,7 +213,8 @@ async def start_from_cli(store: Store, switch: Switch, settings: Settings, call_
     started: asyncio.Future[datetime] = asyncio.get_running_loop().create_future()
     await switch.connect()
     try:
-        leg = choose_leg(legs_of(await switch.channels(), pbx_call_id), pbx_call_id, set(settings.asterisk.trunks))
+        trunks = set(trunks_of(settings, switch.node))
+        leg = choose_leg(legs_of(await switch.channels(), pbx_call_id), pbx_call_id, trunks)
         if leg is None:
             raise CallEnded(f"call {call_id} is not in progress: the PBX has no channel of it")
         with store.transaction() as session:
@@ -620,7 +622,7 @@ class RecordingTracker:
         self.node = switch.node
         self.legs = legs
         self.call_state = call_state
-        self.trunks = set(settings.asterisk.trunks)
+        self.trunks = set(trunks_of(settings, switch.node))
         self.bridge_of = bridge_of
         self.recording_channels: dict[str, int] = {}  # channel id → recording id
         self.recording_bridges: dict[str, str | None] = {}  # channel id → the bridge it is recorded in

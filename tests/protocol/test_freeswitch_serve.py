@@ -125,3 +125,89 @@ async def test_an_unregistered_phone_takes_its_operator_offline(running) -> None
     await fake.push({"Event-Name": "CUSTOM", "Event-Subclass": "sofia::unregister", "username": "101",
                      "profile-name": "internal", "Event-Date-Timestamp": "1795335914938579"})
     await wait_until(lambda: status_of(store, "101") == "offline")
+
+
+@pytest.fixture
+async def recording(tmp_path: Path) -> AsyncIterator[tuple[RespondingEsl, Store, Path]]:
+    fake = RespondingEsl()
+    port = await fake.start()
+    url = f"sqlite:///{tmp_path / 'ctl.db'}"
+    upgrade(url)
+    directory = tmp_path / "rec"
+    directory.mkdir()
+    settings = load_settings(environ={
+        "CTL_DATABASE_URL": url, "CTL_ASTERISK_HOST": "", "CTL_FREESWITCH_HOST": "127.0.0.1",
+        "CTL_FREESWITCH_PORT": str(port), "CTL_FREESWITCH_PASSWORD": "s3cret", "CTL_FREESWITCH_NODE": "fs1",
+        "CTL_FREESWITCH_OUTBOUND_PORT": str(_free_port()), "CTL_CALLS_OPERATOR_DIAL": "user/{extension}",
+        "CTL_RECORDING_POLICY": "always", "CTL_RECORDING_STEREO": "true", "CTL_RECORDING_DIRECTORY": str(directory),
+        "CTL_RECORDING_MIN_FREE_MB": "0", "CTL_RECORDING_FINALIZE_TIMEOUT": "3"})
+    store = Store(url)
+    with store.transaction() as session:
+        add_operator(session, settings.calls, "101", "Anna", "operator", None)
+    task = asyncio.ensure_future(serve(settings))
+    await fake.wait_for_command("event plain")
+    yield fake, store, directory
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    store.dispose()
+    await fake.stop()
+
+
+async def test_a_bridged_call_is_recorded_on_the_clients_leg_by_policy(recording) -> None:  # type: ignore[no-untyped-def]
+    import time
+    import wave
+
+    from ctl.store.models import Recording
+
+    fake, store, directory = recording
+    t0 = int(time.time() * 1_000_000) - 10_000_000
+
+    def at(seconds: float) -> str:
+        return str(t0 + int(seconds * 1_000_000))
+
+    operator = {"Unique-ID": OPERATOR_LEG, "Channel-Call-UUID": OPERATOR_LEG,
+                "Channel-Name": "sofia/internal/101@127.0.0.1", "Call-Direction": "inbound",
+                "Caller-Destination-Number": CLIENT}
+    client = {"Unique-ID": CLIENT_LEG, "Channel-Call-UUID": OPERATOR_LEG,
+              "Channel-Name": f"sofia/gateway/clients/{CLIENT}", "Call-Direction": "outbound",
+              "Caller-Destination-Number": CLIENT}
+    for name, headers, when in (("CHANNEL_CREATE", operator, 0), ("CHANNEL_CREATE", client, 0.1),
+                                ("CHANNEL_ANSWER", client, 1), ("CHANNEL_ANSWER", operator, 1)):
+        await fake.push(captured_event("4", name, **_keys(headers), Event_Date_Timestamp=at(when)))
+    await fake.push(captured_event("4", "CHANNEL_BRIDGE", **_keys(operator), Bridge_A_Unique_ID=OPERATOR_LEG,
+                                   Bridge_B_Unique_ID=CLIENT_LEG, Event_Date_Timestamp=at(1)))
+    started = await fake.wait_for_command(f"api uuid_record {CLIENT_LEG} start ")
+    path = Path(started.rsplit(" ", 1)[1])
+    assert path.is_relative_to(directory) and path.name == "call-1.wav"
+    assert f"api uuid_setvar {CLIENT_LEG} RECORD_STEREO true" in fake.commands
+    # FreeSWITCH makes the day's directory and writes the file (2 s, stereo: the client left,
+    # what the client hears right).
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(2)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x00\x00" * 2 * 8000 * 2)
+    await fake.push(captured_event("8", "RECORD_START", Unique_ID=CLIENT_LEG, Channel_Call_UUID=OPERATOR_LEG,
+                                   Record_File_Path=str(path), Event_Date_Timestamp=at(1)))
+    await wait_until(lambda: _recording_state(store) == "recording")
+    await fake.push(captured_event("8", "RECORD_STOP", Unique_ID=CLIENT_LEG, Channel_Call_UUID=OPERATOR_LEG,
+                                   Record_File_Path=str(path), Event_Date_Timestamp=at(3)))
+    for headers in (client, operator):
+        await fake.push(captured_event("4", "CHANNEL_HANGUP_COMPLETE", **_keys(headers),
+                                       Hangup_Cause="NORMAL_CLEARING", Event_Date_Timestamp=at(3)))
+    await wait_until(lambda: _recording_state(store) == "stopped", timeout=10)
+    with store.transaction() as session:
+        row = session.scalar(select(Recording))
+        assert row is not None
+        assert (row.node, row.channel_id, row.stereo, row.complete, row.problem) == ("fs1", CLIENT_LEG, True, True,
+                                                                                    None)
+        assert row.duration_ms == 2000
+
+
+def _recording_state(store: Store) -> str | None:
+    from ctl.store.models import Recording
+
+    with store.transaction() as session:
+        row = session.scalar(select(Recording))
+        return row.state if row is not None else None
