@@ -10,8 +10,8 @@ here — hangs the supervisor's call up: the code fails closed.
 
 The caller is the directory user FreeSWITCH authenticated (`variable_user_name`), never
 a caller id, which a phone can set to anything. During the session the supervisor's
-digits 4/5/6 (listen/whisper/barge) arrive as DTMF events on this socket and are
-applied only if the role allows the mode; eavesdrop's own DTMF handling is off.
+digits 4/5/6 (listen/whisper/barge) are bound with bind_digit_action (eavesdrop's own
+DTMF handling is off) and applied only if the role allows the mode.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from ctl.validation import check_extension
 
 log = logging.getLogger("ctl.freeswitch.outbound")
 CONNECT_TIMEOUT = 5.0
+DIGIT_VARIABLE = "ctl_monitor_digit"
 Legs = Callable[[str], list[tuple[str, str | None]]]
 
 
@@ -165,6 +166,11 @@ class OutboundFeatureCodes:
         await call.command("event plain DTMF")
         for name, value in commands.spy_variables(mode):
             await call.execute("set", f"{name}={value}")
+        # eavesdrop's own digits are off, and FreeSWITCH fires DTMF events only for digits an
+        # application takes from the queue: bind 4/5/6 so each runs `set ctl_monitor_digit=N`
+        # inline, whose CHANNEL_EXECUTE event tells ctl.
+        for digit in DTMF_MODES:
+            await call.execute("bind_digit_action", f"ctl,{digit},exec[i]:set,{DIGIT_VARIABLE}={digit}")
         await call.execute("answer")
         await call.execute("eavesdrop", target)
         await self._follow_digits(call, spy_uuid)
@@ -186,14 +192,22 @@ class OutboundFeatureCodes:
                 return
             if event.name == "CHANNEL_EXECUTE_COMPLETE" and event.headers.get("Application") == "eavesdrop":
                 return  # the operator's call ended: closing the socket lets the dialplan hang up
-            if event.name != "DTMF":
-                continue
-            mode = DTMF_MODES.get(event.headers.get("DTMF-Digit", ""))
+            mode = self._digit_mode(event.name, event.headers)
             if mode is None:
                 continue
             changed = await asyncio.to_thread(self._change_mode, spy_uuid, mode)
             if changed:
                 await self.switch.set_spy_mode(spy_uuid, mode)
+
+    @staticmethod
+    def _digit_mode(name: str, headers: dict[str, str]) -> MonitorMode | None:
+        """A digit the supervisor pressed: the bound `set` running, or a DTMF event."""
+        if name == "CHANNEL_EXECUTE" and headers.get("Application") == "set":
+            variable, _, digit = headers.get("Application-Data", "").partition("=")
+            return DTMF_MODES.get(digit) if variable == DIGIT_VARIABLE else None
+        if name == "DTMF":
+            return DTMF_MODES.get(headers.get("DTMF-Digit", ""))
+        return None
 
     def _change_mode(self, spy_uuid: str, mode: MonitorMode) -> bool:
         with self.store.transaction() as session:

@@ -133,15 +133,21 @@ async def test_a_supervisor_listens_then_whispers_and_barge_is_refused(setup) ->
     executes = [c for c in app.commands if c.startswith("sendmsg")]
     assert executes == [
         "sendmsg\ncall-command: execute\nexecute-app-name: set\nexecute-app-arg: eavesdrop_enable_dtmf=false",
+        *(f"sendmsg\ncall-command: execute\nexecute-app-name: bind_digit_action\n"
+          f"execute-app-arg: ctl,{d},exec[i]:set,ctl_monitor_digit={d}" for d in "456"),
         "sendmsg\ncall-command: execute\nexecute-app-name: answer",
         f"sendmsg\ncall-command: execute\nexecute-app-name: eavesdrop\nexecute-app-arg: {OPERATOR_LEG}"]
     assert sessions(store) == [("listen", SPY_LEG, None)]
 
-    dtmf = captured_event("8", "DTMF", Unique_ID=SPY_LEG)
-    await app.send_event({**dtmf, "DTMF-Digit": "5"})
+    # The bound digits run `set ctl_monitor_digit=N` inline: its CHANNEL_EXECUTE tells ctl.
+    pressed = captured_event("8", "CHANNEL_EXECUTE", Unique_ID=SPY_LEG)
+    await app.send_event({**pressed, "Application": "set", "Application-Data": "ctl_monitor_digit=5"})
     sent = await fake.wait_for_command("sendevent CUSTOM")
     assert sent == f"sendevent CUSTOM\nEvent-Subclass: esl::eavesdrop\nunique-id: {SPY_LEG}\neavesdrop-command: 2"
-    await app.send_event({**dtmf, "DTMF-Digit": "6"})  # a supervisor may not barge: nothing sent
+    # A supervisor may not barge: nothing sent. Other `set`s are not digits.
+    await app.send_event({**pressed, "Application": "set", "Application-Data": "ctl_monitor_digit=6"})
+    await app.send_event({**pressed, "Application": "set", "Application-Data": "other=4"})
+    dtmf = captured_event("8", "DTMF", Unique_ID=SPY_LEG)  # a DTMF event, should FreeSWITCH send one
     await app.send_event({**dtmf, "DTMF-Digit": "4"})
 
     async def back_to_listen() -> None:
