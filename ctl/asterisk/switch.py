@@ -32,6 +32,7 @@ from ctl.asterisk import actions
 from ctl.asterisk.frames import FrameSplitter, FrameTooLarge
 from ctl.asterisk.translate import MissingHeader, channel_info, translate
 from ctl.config import AsteriskSettings
+from ctl.dispatch import EventDispatch
 from ctl.errors import ActionFailed, ActionTimeout, AuthenticationFailed, SwitchError, SwitchUnreachable
 from ctl.model import ChannelInfo, MonitorMode, OriginateRequest, RecordingOptions, SpyRequest
 from ctl.switch import EventHandler
@@ -102,15 +103,13 @@ class AsteriskSwitch:
                                  log=logging.getLogger("ctl.asterisk.panoramisk"))
         self._manager.register_event("*", self._on_message)
         self._protocol: _Protocol | None = None
-        self._handlers: list[EventHandler] = []
-        self._queue: asyncio.Queue[ev.Event] = asyncio.Queue()
+        self._events = EventDispatch("ctl-ami-dispatch")
         self._names: dict[str, str] = {}  # Uniqueid → channel name, for actions that need names
         self._closing = False
-        self._dispatcher: asyncio.Task[None] | None = None
 
     # -- subscription and dispatch ---------------------------------------------------
     def subscribe(self, handler: EventHandler) -> None:
-        self._handlers.append(handler)
+        self._events.subscribe(handler)
 
     def _on_message(self, manager: Any, message: Mapping[str, object]) -> None:
         name = message.get("Event")
@@ -127,28 +126,11 @@ class AsteriskSwitch:
         if name == "Hangup" and isinstance(uniqueid, str):
             self._names.pop(uniqueid, None)
         for event in translated:
-            self._queue.put_nowait(event)
-
-    async def _dispatch(self) -> None:
-        while True:
-            event = await self._queue.get()
-            for handler in list(self._handlers):
-                try:
-                    result = handler(event)
-                    if asyncio.iscoroutine(result):
-                        await result
-                except Exception:  # a failing handler must never stop the event flow
-                    log.exception("event handler failed on %s", type(event).__name__)
-
-    def _ensure_dispatcher(self) -> None:
-        if self._dispatcher is None or self._dispatcher.done():
-            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch(), name="ctl-ami-dispatch")
+            self._events.put(event)
 
     async def drain(self) -> None:
         """Wait until every event received so far has been handled (for tests and shutdown)."""
-        while not self._queue.empty():
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0)
+        await self._events.drain()
 
     # -- connection --------------------------------------------------------------------
     @property
@@ -156,7 +138,7 @@ class AsteriskSwitch:
         return self._protocol is not None and not self._protocol.closed
 
     async def connect(self) -> None:
-        self._ensure_dispatcher()
+        self._events.start()
         host, port = self.settings.host, self.settings.port
         loop = asyncio.get_running_loop()
         try:
@@ -188,7 +170,7 @@ class AsteriskSwitch:
         log.info("connected to Asterisk AMI", extra={"fields": {"host": host, "port": port,
                                                                  "version": protocol.version,
                                                                  "message": str(reply.get("Message"))}})
-        self._queue.put_nowait(ev.SwitchConnected(node=self.node, at=_now()))
+        self._events.put(ev.SwitchConnected(node=self.node, at=_now()))
 
     async def run(self) -> None:
         """Stay connected until close(); reconnect with exponential back-off and jitter."""
@@ -215,7 +197,7 @@ class AsteriskSwitch:
                 pinger.cancel()
             if not self._closing:
                 log.warning("lost the AMI connection; reconnecting")
-                self._queue.put_nowait(ev.SwitchDisconnected(node=self.node, at=_now(), reason="connection lost"))
+                self._events.put(ev.SwitchDisconnected(node=self.node, at=_now(), reason="connection lost"))
 
     async def _keepalive(self) -> None:
         """A half-open TCP link shows only as unanswered pings: close it so run() reconnects."""
@@ -236,10 +218,7 @@ class AsteriskSwitch:
             self._protocol.close()
             if not self._protocol.lost.done():
                 self._protocol.lost.set_result(None)
-        if self._dispatcher is not None:
-            await self.drain()
-            self._dispatcher.cancel()
-            self._dispatcher = None
+        await self._events.stop()
 
     # -- sending -----------------------------------------------------------------------
     async def _send(self, fields: actions.Action, timeout: float | None = None,

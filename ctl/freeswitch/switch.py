@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from ctl import events as ev
 from ctl.config import FreeswitchSettings
+from ctl.dispatch import EventDispatch
 from ctl.errors import ActionFailed, AuthenticationFailed, SwitchError, SwitchUnreachable
 from ctl.freeswitch import commands
 from ctl.freeswitch.bridge import EslBridge, Reply
@@ -44,9 +45,7 @@ class FreeswitchSwitch:
         self.node = settings.node
         self._bridge: EslBridge | None = None
         self._translator = Translator(self.node)
-        self._handlers: list[EventHandler] = []
-        self._queue: asyncio.Queue[ev.Event] = asyncio.Queue()
-        self._dispatcher: asyncio.Task[None] | None = None
+        self._events = EventDispatch("ctl-esl-dispatch")
         self._closing = False
         self._jobs: dict[str, str] = {}  # Job-UUID → the channel uuid an originate asked for
         self._names: dict[str, str] = {}  # channel name → uuid (spy targets are named by channel)
@@ -54,7 +53,7 @@ class FreeswitchSwitch:
 
     # -- subscription and dispatch ---------------------------------------------------
     def subscribe(self, handler: EventHandler) -> None:
-        self._handlers.append(handler)
+        self._events.subscribe(handler)
 
     def _on_event(self, event: EventData) -> None:
         headers = event.headers
@@ -74,7 +73,7 @@ class FreeswitchSwitch:
             for name in [n for n, u in self._names.items() if u == channel]:
                 del self._names[name]
         for item in translated:
-            self._queue.put_nowait(item)
+            self._events.put(item)
 
     def _job_done(self, headers: dict[str, str], body: str) -> None:
         channel = self._jobs.pop(headers.get("Job-UUID", ""), None)
@@ -83,29 +82,12 @@ class FreeswitchSwitch:
         reason = body.removeprefix("-ERR").strip() or "failed"
         cause = CAUSES.get(reason, HangupCause.FAILED)
         log.warning("originate failed", extra={"fields": {"channel": channel, "reason": reason}})
-        self._queue.put_nowait(ev.OriginateFailed(node=self.node, at=event_time(headers), channel_id=channel,
+        self._events.put(ev.OriginateFailed(node=self.node, at=event_time(headers), channel_id=channel,
                                                   reason=reason.lower(), cause=cause))
-
-    async def _dispatch(self) -> None:
-        while True:
-            event = await self._queue.get()
-            for handler in list(self._handlers):
-                try:
-                    result = handler(event)
-                    if asyncio.iscoroutine(result):
-                        await result
-                except Exception:  # a failing handler must never stop the event flow
-                    log.exception("event handler failed on %s", type(event).__name__)
-
-    def _ensure_dispatcher(self) -> None:
-        if self._dispatcher is None or self._dispatcher.done():
-            self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch(), name="ctl-esl-dispatch")
 
     async def drain(self) -> None:
         """Wait until every event received so far has been handled (for tests and shutdown)."""
-        while not self._queue.empty():
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0)
+        await self._events.drain()
 
     # -- connection --------------------------------------------------------------------
     @property
@@ -115,7 +97,7 @@ class FreeswitchSwitch:
     async def connect(self) -> None:
         if not self.settings.host:
             raise SwitchUnreachable("no FreeSWITCH configured ([freeswitch] host / CTL_FREESWITCH_HOST)")
-        self._ensure_dispatcher()
+        self._events.start()
         bridge = EslBridge(self.settings.host, self.settings.port, self.settings.password, self._on_event,
                            connect_timeout=self.settings.connect_timeout,
                            command_timeout=self.settings.action_timeout, name=self.node)
@@ -133,7 +115,7 @@ class FreeswitchSwitch:
         self._translator.forget()
         log.info("connected to FreeSWITCH", extra={"fields": {"host": self.settings.host,
                                                                "port": self.settings.port}})
-        self._queue.put_nowait(ev.SwitchConnected(node=self.node, at=_now()))
+        self._events.put(ev.SwitchConnected(node=self.node, at=_now()))
 
     async def run(self) -> None:
         """Stay connected until close(); reconnect with exponential back-off and jitter."""
@@ -163,7 +145,7 @@ class FreeswitchSwitch:
                 heartbeat.cancel()
             if not self._closing:
                 log.warning("lost the FreeSWITCH connection (%s); reconnecting", reason)
-                self._queue.put_nowait(ev.SwitchDisconnected(node=self.node, at=_now(), reason="connection lost"))
+                self._events.put(ev.SwitchDisconnected(node=self.node, at=_now(), reason="connection lost"))
                 await bridge.close()
 
     async def _keepalive(self, bridge: EslBridge) -> None:
@@ -180,10 +162,7 @@ class FreeswitchSwitch:
         self._closing = True
         if self._bridge is not None:
             await self._bridge.close()
-        if self._dispatcher is not None:
-            await self.drain()
-            self._dispatcher.cancel()
-            self._dispatcher = None
+        await self._events.stop()
 
     # -- sending -----------------------------------------------------------------------
     async def _send(self, command: str, headers: dict[str, str] | None = None) -> Reply:
@@ -259,7 +238,7 @@ class FreeswitchSwitch:
     async def set_spy_mode(self, spy_channel_id: str, mode: MonitorMode) -> None:
         command, headers = commands.spy_mode_event(spy_channel_id, mode)
         await self._expect_ok(await self._send(command, headers), f"switch the session to {mode.value}")
-        self._queue.put_nowait(ev.SpyModeChanged(node=self.node, at=_now(), spy_channel_id=spy_channel_id,
+        self._events.put(ev.SpyModeChanged(node=self.node, at=_now(), spy_channel_id=spy_channel_id,
                                                  mode=mode))
 
     async def spy_attach(self, spy_channel_id: str, target_channel: str, mode: MonitorMode) -> None:
@@ -291,7 +270,7 @@ class FreeswitchSwitch:
         action = "mask" if muted else "unmask"
         await self._api_ok(commands.record(channel_id, action, self._recording_path(channel_id)),
                            f"{action} the recording of {channel_id}")
-        self._queue.put_nowait(ev.RecordingMuted(node=self.node, at=_now(),
+        self._events.put(ev.RecordingMuted(node=self.node, at=_now(),
                                                  call_id=self._translator.call_of({"Unique-ID": channel_id}),
                                                  channel_id=channel_id, muted=muted))
 
