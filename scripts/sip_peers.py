@@ -20,9 +20,24 @@ from pathlib import Path
 SCENARIOS = Path(__file__).resolve().parent / "sipp"
 
 
+# Below Linux's ephemeral range (32768-60999): a port handed out here cannot be taken, between
+# the choice and the bind, by the local end of some process's outgoing connection (seen in CI:
+# ctl serve's FastAGI port "already in use").
+_PORTS = range(20000, 32000)
+
+
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A free loopback port (kind 2 = UDP, 1 = TCP)."""
-    with socket.socket(socket.AF_INET, kind) as sock:
+    """A free loopback port (kind 2 = UDP, 1 = TCP), outside the ephemeral range."""
+    chooser = secrets.SystemRandom()
+    for _ in range(500):
+        port = chooser.choice(_PORTS)
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, kind) as sock:  # everything busy: any port at all
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
@@ -31,9 +46,8 @@ def free_ports(count: int) -> list[int]:
     """Ports free for both UDP and TCP (sipp media uses port and port+2)."""
     found: list[int] = []
     while len(found) < count:
-        # Linux gives bind(0) odd ports (connect takes even ones): step to the even neighbour.
         port = free_port(socket.SOCK_STREAM)
-        port += port % 2
+        port += port % 2  # sipp wants an even media port
         if port + 3 > 65535:
             continue
         try:

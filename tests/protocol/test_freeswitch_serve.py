@@ -28,9 +28,9 @@ CLIENT = "79991234567"
 
 
 def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    from sip_peers import free_port  # scripts/, on the path through tests/conftest.py
+
+    return free_port(socket.SOCK_STREAM)
 
 
 async def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
