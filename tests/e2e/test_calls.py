@@ -90,7 +90,7 @@ def test_bridge_call_with_a_postgresql_store(asterisk: Sandbox, phones: Phones, 
     try:
         daemon.wait_log("reconciled with the PBX")
         phones.phone("104", "answer", hold_ms=30_000)
-        phones.clients("answer", hold_ms=1500)
+        phones.clients("answer", hold_ms=8000)  # long enough to see it bridged on a busy machine
         call_id = _placed_call_id(ctl, "--operator", "104", "--to", "79995550104")
         ctl.wait_state(call_id, "bridged")
         ended = ctl.wait_state(call_id, "ended")

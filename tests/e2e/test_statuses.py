@@ -103,7 +103,8 @@ def test_a_paused_operator_gets_no_queue_call_and_an_available_one_does(
     _wait_paused(asterisk, "PJSIP/101", "lunch")
     _wait_paused(asterisk, "PJSIP/102", None)
     # 101 is first in the linear queue: only its pause sends the call to 102.
-    first = phones.inbound("79990000001", "5001", tone, hold_ms=3000)
+    # Calls of 8 s: long enough to be seen bridged by polling the CLI on a busy machine.
+    first = phones.inbound("79990000001", "5001", tone, hold_ms=8000)
     call = wait_for(lambda: [c for c in ctl.calls() if c["state"] == "bridged"], timeout=15,
                     message="the first queue call answered")[0]  # type: ignore[index]
     assert (call["operator"], call["project"]) == ("102", "Sales")
@@ -113,7 +114,7 @@ def test_a_paused_operator_gets_no_queue_call_and_an_available_one_does(
     _wait_paused(asterisk, "PJSIP/102", "wrap_up")
     ctl.run("operator", "status", "101", "available")
     _wait_paused(asterisk, "PJSIP/101", None)
-    phones.inbound("79990000002", "5001", tone, hold_ms=3000)
+    phones.inbound("79990000002", "5001", tone, hold_ms=8000)
     second = wait_for(lambda: [c for c in ctl.calls() if c["state"] == "bridged" and c["id"] != call["id"]],
                       timeout=15, message="the second queue call answered")[0]  # type: ignore[index]
     assert (second["operator"], second["project"]) == ("101", "Sales")
