@@ -57,7 +57,7 @@ class FreeswitchSettings:
     # How this node reaches a client number ([calls] client_dial is Asterisk's).
     client_dial: str = "sofia/gateway/clients/{number}"
     # Where `ctl serve` listens for the feature-code dialplan's `socket` application
-    # (outbound ESL): dialplan/freeswitch/ctl-monitor.xml connects here.
+    # (outbound ESL): dialplan/freeswitch/ctl.xml connects here.
     outbound_host: str = "127.0.0.1"
     outbound_port: int = 8084
 

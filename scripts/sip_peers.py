@@ -292,21 +292,22 @@ def dtmf_steps(digits: list[tuple[int, str]]) -> list[str]:
 
 
 def caller_scenario(user: str, target: str, digits: list[tuple[int, str]], hold_ms: int, tone: Path,
-                    authenticate: bool = True) -> str:
+                    authenticate: bool = True, challenge: int = 401) -> str:
     """A phone that dials `target` (with digest auth, or without for a trunk identified by
     its address), streams `tone`, presses `digits` ((milliseconds after answer, digit)
     pairs, RFC 4733 events) and hangs up after `hold_ms` unless the PBX sends BYE first
-    (as it does after a refusal)."""
+    (as it does after a refusal). `challenge`: Asterisk answers an INVITE with 401,
+    FreeSWITCH with 407."""
     steps = [f'<nop><action><exec rtp_stream="{tone},-1,0"/></action></nop>', *dtmf_steps(digits)]
     body = "\n  ".join(steps)
     cseq = 2 if authenticate else 1
-    challenge = ""
+    auth_steps = ""
     if authenticate:
         invite1 = _UAC_INVITE.format(target=target, user=user, cseq=1, auth="")
-        challenge = f"""  <send retrans="500"><![CDATA[
+        auth_steps = f"""  <send retrans="500"><![CDATA[
 {invite1}]]></send>
   <recv response="100" optional="true"/>
-  <recv response="401" auth="true"/>
+  <recv response="{challenge}" auth="true"/>
   <send><![CDATA[
 {_UAC_ACK.format(target=target, user=user, cseq=1, branch="[branch-1]")}
 ]]></send>
@@ -314,7 +315,7 @@ def caller_scenario(user: str, target: str, digits: list[tuple[int, str]], hold_
     invite = _UAC_INVITE.format(target=target, user=user, cseq=cseq, auth="[authentication]\n" if authenticate else "")
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="ctl calling phone {user} -> {target}">
-{challenge}  <send retrans="500"><![CDATA[
+{auth_steps}  <send retrans="500"><![CDATA[
 {invite}]]></send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
@@ -377,13 +378,14 @@ class SippCaller(_Sipp):
     tone: Path
     digits: list[tuple[int, str]] = field(default_factory=list)
     hold_ms: int = 30_000
+    challenge: int = 401  # FreeSWITCH challenges an INVITE with 407
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     def start(self) -> SippCaller:
         self.workdir.mkdir(parents=True, exist_ok=True)
         scenario = self.workdir / f"uac_{self.user}_{self.port}.xml"
         scenario.write_text(caller_scenario(self.user, self.target, self.digits, self.hold_ms, self.tone,
-                                            authenticate=self.password is not None))
+                                            authenticate=self.password is not None, challenge=self.challenge))
         command = ["sipp", f"{self.server[0]}:{self.server[1]}", "-sf", str(scenario),
                    "-i", "127.0.0.1", "-p", str(self.port), "-mi", "127.0.0.1", "-mp", str(self.media_port),
                    "-m", "1", "-nostdin", "-trace_err", "-aa"]

@@ -139,6 +139,20 @@ def record_variables(channel_uuid: str, options: RecordingOptions) -> list[str]:
     return commands
 
 
+# The channel remembers the file ctl records it to, so that any ctl process (the CLI's
+# `record pause` as well as the serve that started a policy recording) can pause or stop it:
+# uuid_record's mask/unmask/stop need the path.
+RECORD_PATH_VARIABLE = "ctl_record_path"
+
+
+def remember_record_path(channel_uuid: str, path: str) -> str:
+    return f"api uuid_setvar {uuid(channel_uuid)} {RECORD_PATH_VARIABLE} {_path(path)}"
+
+
+def recalled_record_path(channel_uuid: str) -> str:
+    return f"api uuid_getvar {uuid(channel_uuid)} {RECORD_PATH_VARIABLE}"
+
+
 def record(channel_uuid: str, action: str, path: str) -> str:
     if action not in ("start", "stop", "mask", "unmask"):
         raise ValidationError(f"uuid_record: unknown action {action!r}")

@@ -253,22 +253,29 @@ class FreeswitchSwitch:
     async def record_start(self, channel_id: str, options: RecordingOptions) -> None:
         for command in commands.record_variables(channel_id, options):
             await self._api_ok(command, "prepare the recording")
+        await self._api_ok(commands.remember_record_path(channel_id, options.path), "note the recording's path")
         await self._api_ok(commands.record(channel_id, "start", options.path), f"record {channel_id}")
         self._recordings[channel_id] = options.path
 
-    def _recording_path(self, channel_id: str) -> str:
+    async def _recording_path(self, channel_id: str) -> str:
+        """The file ctl records `channel_id` to: known here if this process started it, else
+        read back from the channel (the CLI pausing what ctl serve started)."""
         path = self._recordings.get(channel_id)
-        if path is None:
-            raise ActionFailed(f"no recording of this controller on channel {channel_id}")
-        return path
+        if path is not None:
+            return path
+        reply = await self._send(commands.recalled_record_path(channel_id))
+        found = reply.text.strip()  # the value itself; "_undef_" or "-ERR No such channel!" otherwise
+        if not found.startswith("/"):
+            raise ActionFailed(f"no recording of ctl's on channel {channel_id}: {found}")
+        return found
 
     async def record_stop(self, channel_id: str) -> None:
-        await self._api_ok(commands.record(channel_id, "stop", self._recording_path(channel_id)),
+        await self._api_ok(commands.record(channel_id, "stop", await self._recording_path(channel_id)),
                            f"stop recording {channel_id}")
 
     async def record_mute(self, channel_id: str, muted: bool) -> None:
         action = "mask" if muted else "unmask"
-        await self._api_ok(commands.record(channel_id, action, self._recording_path(channel_id)),
+        await self._api_ok(commands.record(channel_id, action, await self._recording_path(channel_id)),
                            f"{action} the recording of {channel_id}")
         self._events.put(ev.RecordingMuted(node=self.node, at=_now(),
                                                  call_id=self._translator.call_of({"Unique-ID": channel_id}),
@@ -281,6 +288,9 @@ class FreeswitchSwitch:
         reply = await self._send(commands.callcenter_agent_status(agent, paused))
         if reply.ok:
             return True
-        if "invalid agent" in reply.text.lower() or "command not found" in reply.text.lower():
+        # "-ERR Agent not found!" is what FreeSWITCH 1.10.12's mod_callcenter answers (seen on a
+        # real one); "invalid agent" and "command not found" are older texts / no mod_callcenter.
+        text = reply.text.lower()
+        if "agent not found" in text or "invalid agent" in text or "command not found" in text:
             return False
         raise ActionFailed(f"FreeSWITCH refused to set agent {agent}'s status: {reply.text}")

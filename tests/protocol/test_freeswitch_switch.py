@@ -186,10 +186,11 @@ async def test_recording_start_mask_stop(fs) -> None:  # type: ignore[no-untyped
     fake, switch, recorder = fs
     path = "/var/spool/ctl/2026/11/22/call-7.wav"
     await switch.record_start(OPERATOR_LEG, RecordingOptions(path=path, stereo=True))
-    assert fake.commands[-5:] == [
+    assert fake.commands[-6:] == [
         f"api uuid_setvar {OPERATOR_LEG} RECORD_STEREO true", f"api uuid_setvar {OPERATOR_LEG} RECORD_APPEND false",
         f"api uuid_setvar {OPERATOR_LEG} RECORD_READ_ONLY false",
         f"api uuid_setvar {OPERATOR_LEG} RECORD_WRITE_ONLY false",
+        f"api uuid_setvar {OPERATOR_LEG} ctl_record_path {path}",
         f"api uuid_record {OPERATOR_LEG} start {path}"]
     await fake.push(captured_event("8", "RECORD_START", Unique_ID=OPERATOR_LEG, Channel_Call_UUID="call-7"))
     started = await recorder.wait_for(ev.RecordingStarted)
@@ -209,11 +210,35 @@ async def test_recording_start_mask_stop(fs) -> None:  # type: ignore[no-untyped
         await switch.record_start(OPERATOR_LEG, RecordingOptions(path="/tmp/a b.wav"))
 
 
+async def test_another_process_pauses_and_stops_by_the_path_the_channel_keeps(fs) -> None:  # type: ignore[no-untyped-def]
+    """`ctl record pause` runs in its own process: the path comes back from the channel
+    (seen on a real FreeSWITCH, where the CLI once could not pause what ctl serve started)."""
+    fake, _, _ = fs
+    path = "/var/spool/ctl/2026/11/22/call-8.wav"
+    port = int(fake._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    other = FreeswitchSwitch(FreeswitchSettings(host="127.0.0.1", port=port, password="s3cret", node="fs1",
+                                                connect_timeout=2.0, action_timeout=2.0))
+    await other.connect()
+    try:
+        fake.api[f"uuid_getvar {OPERATOR_LEG} ctl_record_path"] = f"{path}"
+        await other.record_mute(OPERATOR_LEG, True)
+        await other.record_stop(OPERATOR_LEG)
+        assert fake.commands[-4:] == [f"api uuid_getvar {OPERATOR_LEG} ctl_record_path",
+                                      f"api uuid_record {OPERATOR_LEG} mask {path}",
+                                      f"api uuid_getvar {OPERATOR_LEG} ctl_record_path",
+                                      f"api uuid_record {OPERATOR_LEG} stop {path}"]
+        fake.api[f"uuid_getvar {OPERATOR_LEG} ctl_record_path"] = "_undef_"  # never recorded by ctl
+        with pytest.raises(ActionFailed, match="no recording of ctl's"):
+            await other.record_mute(OPERATOR_LEG, False)
+    finally:
+        await other.close()
+
+
 async def test_queue_pause_is_the_callcenter_agent_status(fs) -> None:  # type: ignore[no-untyped-def]
     fake, switch, _ = fs
     assert await switch.queue_pause("user/101", True, "lunch") is True
     assert fake.commands[-1] == "api callcenter_config agent set status 101 'On Break'"
-    fake.api["callcenter_config"] = "-ERR Invalid Agent!\n"
+    fake.api["callcenter_config"] = "-ERR Agent not found!\n"  # a real 1.10.12, for an unknown agent
     assert await switch.queue_pause("user/105", False) is False
     assert fake.commands[-1] == "api callcenter_config agent set status 105 'Available'"
 

@@ -1,0 +1,142 @@
+"""The FreeSWITCH adapter against a real FreeSWITCH: freeswitch_conf/ loads, ctl serve follows
+calls into the store, and listen/whisper/barge follow the who-hears-whom table by what each
+sipp party really receives (DOMAIN.md §1), from `ctl monitor` and from the feature codes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sip_peers import make_tone
+
+from tests.conftest import wait_for
+from tests.e2e.audio import RtpCapture, track_levels, wav_tracks
+from tests.e2e.conftest import CtlRunner, Serve
+from tests.e2e.test_monitor import TONES, MonitoredCall, _attached, _modes, _session
+from tests.freeswitch_live.conftest import NODE, FsPhones, Live
+
+CLIENT = "79991234567"
+
+
+def test_the_configuration_loads_with_ctls_pieces(freeswitch: Live) -> None:
+    status = freeswitch.api("sofia status")
+    assert "ctl-phones" in status and "ctl-clients" in status and "clients" in status, status
+    assert freeswitch.api("module_exists mod_callcenter").strip() == "true"
+    agents = freeswitch.api("callcenter_config agent list")
+    assert "101" in agents and "Available" in agents, agents
+    # ctl's feature codes and click-to-call context are in the dialplan FreeSWITCH loaded.
+    found = freeswitch.api("xml_locate dialplan context name ctl-phones")
+    assert "*222" in found.replace("\\*", "*") or "222" in found, found
+
+
+@pytest.fixture
+def monitored_call(ctl: CtlRunner, serve: Serve, phones: FsPhones, tmp_path: Path, supervisor_ext: str) -> Any:
+    tone = {name: make_tone(tmp_path / f"{name}.ulaw", frequency) for name, frequency in TONES.items()}
+    parties = {
+        "operator": phones.phone("101", "answer", hold_ms=120_000, tone=tone["operator"]),
+        "client": phones.clients("answer", hold_ms=120_000, tone=tone["client"]),
+    }
+    if supervisor_ext:
+        parties["supervisor"] = phones.phone(supervisor_ext, "answer", hold_ms=120_000, tone=tone["supervisor"])
+    capture = RtpCapture(tmp_path / "rtp.pcap", [p.media_port for p in parties.values()])
+    call_id = int(ctl.json("call", "bridge", "--operator", "101", "--to", CLIENT)["id"])
+    ctl.wait_state(call_id, "bridged", timeout=20)
+    monitored = MonitoredCall(ctl, parties, capture, call_id)
+    yield monitored
+    monitored.capture.stop()
+
+
+@pytest.fixture
+def supervisor_ext() -> str:
+    return "201"  # an admin: every mode is allowed
+
+
+def test_click_to_call_is_followed_into_the_store(monitored_call: MonitoredCall, ctl: CtlRunner,
+                                                  freeswitch: Live) -> None:
+    call = ctl.call(monitored_call.call_id)
+    assert call["node"] == NODE and call["operator"] == "101", call
+    assert CLIENT in str(call.get("client") or call.get("number") or call), call
+    freeswitch.api("hupall NORMAL_CLEARING")
+    ended = ctl.wait_state(monitored_call.call_id, "ended", timeout=15)
+    assert ended["cause"] in ("normal_clearing", "NORMAL_CLEARING"), ended
+
+
+def test_cli_listen_whisper_barge_follow_the_table(monitored_call: MonitoredCall, ctl: CtlRunner) -> None:
+    session_id = int(ctl.json("monitor", "listen", "101", "--by", "201")["session"])
+    monitored_call.check("listen", _attached(ctl, session_id))
+    for mode in ("whisper", "barge", "listen"):
+        ctl.run("monitor", "mode", str(session_id), mode)
+        monitored_call.check(mode, time.time())
+    ctl.run("monitor", "stop", str(session_id))
+    wait_for(lambda: ctl.json("monitor", "list", "--active") == [], message="the session to end")
+    assert ctl.call(monitored_call.call_id)["state"] == "bridged"
+
+
+@pytest.mark.parametrize("supervisor_ext", [""])
+def test_feature_code_listen_then_digit_whisper_and_a_refused_barge(monitored_call: MonitoredCall, ctl: CtlRunner,
+                                                                    phones: FsPhones, serve: Serve,
+                                                                    tmp_path: Path) -> None:
+    tone = make_tone(tmp_path / "supervisor.ulaw", TONES["supervisor"])
+    caller = phones.call("200", "*222101", tone, digits=[(6000, "5"), (9000, "6")], hold_ms=18_000)
+    monitored_call.add_party("supervisor", caller, tmp_path)
+    session_id = int(wait_for(lambda: ctl.json("monitor", "list", "--active"), message="a session")[0]["id"])  # type: ignore[index]
+    monitored_call.check("listen", _attached(ctl, session_id))
+    wait_for(lambda: _modes(ctl, "200") == [("listen", "feature_code"), ("whisper", "dtmf")], timeout=10,
+             message="digit 5 to switch to whisper")
+    monitored_call.check("whisper", time.time())
+    serve.wait_log("monitor mode refused", timeout=10)  # 6 = barge, beyond a supervisor's role
+    monitored_call.check("whisper", time.time())
+    caller.wait(20)
+    ended = wait_for(lambda: (s := _session(ctl, session_id))["ended_at"] and s, timeout=10, message="the end")
+    assert ended["end_reason"] == "supervisor_hangup"  # type: ignore[index]
+    assert ctl.call(monitored_call.call_id)["state"] == "bridged"
+
+
+@pytest.mark.parametrize("supervisor_ext", [""])
+def test_a_feature_code_for_an_idle_operator_is_rejected(monitored_call: MonitoredCall, ctl: CtlRunner,
+                                                         phones: FsPhones, serve: Serve, tmp_path: Path) -> None:
+    tone = make_tone(tmp_path / "supervisor.ulaw", TONES["supervisor"])
+    caller = phones.call("200", "*222102", tone, hold_ms=8_000)  # 102 is in no call
+    assert caller.wait(20) != 0  # never answered: the sipp scenario failed on the final response
+    errors = "".join(path.read_text() for path in (tmp_path / "phones").glob(f"uac_200_{caller.port}_*errors.log"))
+    assert "SIP/2.0 603 Decline" in errors, errors  # hangup CALL_REJECTED, before any answer
+    serve.wait_log("monitor refused")
+    [refusal] = [line for line in serve.lines() if line.get("msg") == "monitor refused"]
+    assert (refusal["reason"], refusal["by"], refusal["operator"]) == ("no_call", "200", "102"), refusal
+    assert ctl.json("monitor", "list", "--active") == []
+
+
+@pytest.mark.parametrize("supervisor_ext", [""])
+def test_recording_by_hand_holds_both_parties_and_a_pause_is_silence(monitored_call: MonitoredCall,
+                                                                     ctl: CtlRunner) -> None:
+    call_id = monitored_call.call_id
+    ctl.run("record", "start", str(call_id))
+    wait_for(lambda: [r for r in ctl.json("record", "list") if r["call"] == call_id and r["state"] == "recording"],
+             message="recording")
+    time.sleep(2.5)
+    ctl.run("record", "pause", str(call_id))
+    time.sleep(2.0)
+    ctl.run("record", "resume", str(call_id))
+    time.sleep(2.5)
+    ctl.run("record", "stop", str(call_id))
+    [row] = wait_for(lambda: [r for r in ctl.json("record", "list") if r["call"] == call_id  # type: ignore[misc]
+                              and r["state"] == "stopped"], message="stopped")
+    path = Path(row["path"])
+    assert path.stat().st_size == row["size_bytes"], row
+    [track] = wav_tracks(path)
+    pause, resume = (at - _t(row["started_at"]) for at in (_t(row["pauses"][0]["paused_at"]),
+                                                           _t(row["pauses"][0]["resumed_at"])))
+    both = {"client": TONES["client"], "operator": TONES["operator"]}
+    for start, end in ((0.3, pause - 0.3), (resume + 0.3, row["duration_s"] - 0.3)):
+        levels = track_levels(track, start, end, both)
+        assert min(levels.values()) > -25, (start, end, levels)
+    silent = track_levels(track, pause + 0.1, resume - 0.1, both)
+    assert max(silent.values()) < -60, silent
+
+
+def _t(text: str) -> float:
+    from datetime import datetime
+
+    return datetime.fromisoformat(text).timestamp()
