@@ -180,7 +180,13 @@ class Translator:
 
     # -- eavesdrop ---------------------------------------------------------------------------
     def _on_channel_execute(self, h: Mapping[str, str], at: datetime) -> list[ev.Event]:
-        if _get(h, "Application") != "eavesdrop":
+        application = _get(h, "Application")
+        if application == "callcenter":
+            # mod_callcenter's queue "sales@default" is ctl's (and Asterisk's) queue "sales".
+            queue = _need(h, "Application-Data").split("@", 1)[0].strip()
+            return [ev.QueueJoined(node=self.node, at=at, call_id=self.call_of(h), channel_id=_need(h, "Unique-ID"),
+                                   queue=queue)]
+        if application != "eavesdrop":
             return []
         spy, target = _need(h, "Unique-ID"), _need(h, "Application-Data")
         self.call_of(h)

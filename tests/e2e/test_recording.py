@@ -79,7 +79,9 @@ def test_policy_records_both_parties_and_a_pause_is_silence(ctl: CtlRunner, serv
     path = Path(row["path"])
     assert path.stat().st_size == row["size_bytes"]
     wall = at(row["stopped_at"]) - at(row["started_at"])
-    assert abs(row["duration_s"] - wall) < 0.6, (row["duration_s"], wall)
+    # stopped_at is when ctl handled the stop event: on a busy 2-core CI it came 0.8 s late.
+    # A pause left out of the file's timeline would still be off by its 2 s or more.
+    assert abs(row["duration_s"] - wall) < 1.5, (row["duration_s"], wall)
 
     [track] = wav_tracks(path)
     [(paused, resumed)] = zip(offsets(row, "paused_at"), offsets(row, "resumed_at"), strict=True)

@@ -126,6 +126,14 @@ class FsPhones:
         self.started.append(caller)
         return caller
 
+    def inbound(self, number: str, dialed: str, tone: Path, hold_ms: int = 30_000) -> SippCaller:
+        """A client calling in through the carrier's profile (no digest auth)."""
+        port, media = free_ports(2)
+        caller = SippCaller(number, None, dialed, self.live.clients_sip, port, media, self.workdir, tone, [],
+                            hold_ms).start()
+        self.started.append(caller)
+        return caller
+
     def clients(self, scenario: str = "answer", **options: Any) -> SippPhone:
         """The carrier: the clients' gateway points at this sipp."""
         (media,) = free_ports(1)

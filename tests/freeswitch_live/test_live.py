@@ -140,3 +140,46 @@ def _t(text: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(text).timestamp()
+
+
+def test_an_unregistered_phone_takes_its_operator_offline(ctl: CtlRunner, serve: Serve, phones: FsPhones) -> None:
+    phone = phones.phone("101", "answer")
+    assert ctl.json("operator", "status", "101", "available")["status"] == "available"
+    phones.unregister("101", phone.port)
+    wait_for(lambda: ctl.json("operator", "status", "101")["status"] == "offline", timeout=10,
+             message="101 to go offline")
+    latest = ctl.json("operator", "history", "101")[0]
+    assert (latest["from"], latest["to"], latest["reason"], latest["source"]) == \
+        ("available", "offline", "unregistered", "pbx")
+
+
+def _agent_status(freeswitch: Live, agent: str) -> str:
+    for line in freeswitch.api("callcenter_config agent list").splitlines():
+        fields = line.split("|")
+        if fields and fields[0] == agent:
+            return fields[5]  # name|instance_id|uuid|type|contact|status|state|...
+    return ""
+
+
+def test_a_paused_operator_gets_no_queue_call_and_an_available_one_does(
+        ctl: CtlRunner, serve: Serve, phones: FsPhones, freeswitch: Live, tmp_path: Path) -> None:
+    tone = make_tone(tmp_path / "client.ulaw", 700)
+    ctl.run("project", "set", "Sales", "--queue", "sales")
+    phones.phone("101", "answer", hold_ms=60_000)
+    phones.phone("102", "answer", hold_ms=60_000)
+    ctl.run("operator", "status", "101", "break", "--reason", "lunch")
+    ctl.run("operator", "status", "102", "available")
+    wait_for(lambda: _agent_status(freeswitch, "101") == "On Break", message="101 On Break in mod_callcenter")
+    wait_for(lambda: _agent_status(freeswitch, "102") == "Available", message="102 Available in mod_callcenter")
+    first = phones.inbound("79990000001", "5001", tone, hold_ms=8000)
+    call = wait_for(lambda: [c for c in ctl.calls() if c["state"] == "bridged"], timeout=20,
+                    message="the first queue call answered")[0]  # type: ignore[index]
+    assert (call["operator"], call["project"], call["direction"]) == ("102", "Sales", "inbound"), call
+    assert call["client"] == "79990000001", call
+    first.wait(20)
+    ctl.run("operator", "status", "101", "available")
+    wait_for(lambda: _agent_status(freeswitch, "101") == "Available", message="101 Available again")
+    phones.inbound("79990000002", "5001", tone, hold_ms=8000)
+    second = wait_for(lambda: [c for c in ctl.calls() if c["state"] == "bridged" and c["id"] != call["id"]],
+                      timeout=20, message="the second queue call answered")[0]  # type: ignore[index]
+    assert (second["operator"], second["project"]) == ("101", "Sales"), second

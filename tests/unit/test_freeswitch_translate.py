@@ -78,6 +78,15 @@ def test_a_known_snapshot_gives_the_spied_call_at_once() -> None:
     assert started.call_id == "call-9"
 
 
+def test_a_caller_entering_a_callcenter_queue_joins_ctls_queue_of_that_name() -> None:
+    translator = Translator("fs1")
+    [joined] = translator.translate({"Event-Name": "CHANNEL_EXECUTE", "Application": "callcenter",
+                                     "Application-Data": "sales@default", "Unique-ID": "leg-1",
+                                     "Channel-Call-UUID": "leg-1"})
+    assert isinstance(joined, ev.QueueJoined)
+    assert (joined.queue, joined.call_id, joined.channel_id) == ("sales", "leg-1", "leg-1")
+
+
 def test_events_ctl_does_not_read_or_that_lack_a_header() -> None:
     from ctl.freeswitch.translate import MissingHeader
 
