@@ -52,8 +52,10 @@ class FreeswitchSettings:
     action_timeout: float = 5.0
     reconnect_min: float = 0.5
     reconnect_max: float = 30.0
-    # Gateways (sofia/gateway/<name>) that lead to clients rather than to people.
-    trunks: tuple[str, ...] = ("clients",)
+    # What leads to clients rather than to people: gateways ctl dials out through
+    # (sofia/gateway/<name>/…) and SIP profiles the carrier's calls come in on
+    # (sofia/<profile>/…; freeswitch_conf/'s is ctl-clients).
+    trunks: tuple[str, ...] = ("clients", "ctl-clients")
     # How this node reaches a client number ([calls] client_dial is Asterisk's).
     client_dial: str = "sofia/gateway/clients/{number}"
     # Where `ctl serve` listens for the feature-code dialplan's `socket` application

@@ -23,7 +23,7 @@ from ctl.errors import ActionFailed, AuthenticationFailed, SwitchError, SwitchUn
 from ctl.freeswitch import commands
 from ctl.freeswitch.bridge import EslBridge, Reply
 from ctl.freeswitch.frames import EventData
-from ctl.freeswitch.translate import CAUSES, MissingHeader, Translator, channels_from_json, event_time
+from ctl.freeswitch.translate import CAUSES, MissingHeader, Translator, bridged_pairs, channels_from_json, event_time
 from ctl.model import ChannelInfo, HangupCause, MonitorMode, OriginateRequest, RecordingOptions, SpyRequest
 from ctl.switch import EventHandler
 
@@ -44,7 +44,7 @@ class FreeswitchSwitch:
         self.settings = settings
         self.node = settings.node
         self._bridge: EslBridge | None = None
-        self._translator = Translator(self.node)
+        self._translator = Translator(self.node, frozenset(settings.trunks))
         self._events = EventDispatch("ctl-esl-dispatch")
         self._closing = False
         self._jobs: dict[str, str] = {}  # Job-UUID → the channel uuid an originate asked for
@@ -216,7 +216,9 @@ class FreeswitchSwitch:
 
     async def channels(self) -> list[ChannelInfo]:
         reply = await self._send("api show channels as json")
-        snapshot = channels_from_json(reply.text)
+        # `show channels` has no bridge partner; `show calls` pairs each A-leg with its B-leg.
+        calls = await self._send("api show calls as json")
+        snapshot = channels_from_json(reply.text, self._translator.trunks, bridged_pairs(calls.text))
         for channel in snapshot:
             self._translator.learn(channel)
             self._names[channel.name] = channel.channel_id

@@ -45,7 +45,9 @@ EAVESDROP_DIGITS = {MonitorMode.LISTEN: "0", MonitorMode.WHISPER: "2", MonitorMo
 REGISTRATION_STATES = {"sofia::register": "reachable", "sofia::unregister": "removed",
                        "sofia::expire": "removed"}
 _GATEWAY = re.compile(r"^sofia/gateway/(?P<gateway>[^/]+)/")
-_SOFIA_USER = re.compile(r"^sofia/[^/]+/(?:sip:)?(?P<user>[^@/]+)@")
+# `show channels` names a gateway leg by profile and number, with no host (seen on 1.10.12:
+# sofia/ctl-clients/79991234567), while its CHANNEL_CREATE said sofia/gateway/clients/….
+_SOFIA_USER = re.compile(r"^sofia/(?P<profile>[^/]+)/(?:sip:)?(?P<user>[^@/]+)(?:@|$)")
 
 
 class MissingHeader(Exception):
@@ -71,15 +73,20 @@ def event_time(headers: Mapping[str, str]) -> datetime:
     return datetime.now(UTC)
 
 
-def endpoint_of(channel_name: str, gateway: str | None = None) -> str | None:
-    """sofia/gateway/clients/7999… → clients; sofia/internal/101@host → 101; loopback/… → None."""
+def endpoint_of(channel_name: str, gateway: str | None = None,
+                trunks: frozenset[str] = frozenset()) -> str | None:
+    """sofia/gateway/clients/7999… → clients; sofia/internal/101@host → 101; loopback/… → None.
+    A leg on a SIP profile named in `trunks` (the carrier's calls in: sofia/ctl-clients/7999…@…,
+    which FreeSWITCH ties to no gateway) is that trunk's, whoever the caller is."""
     if gateway:
         return gateway
     match = _GATEWAY.match(channel_name)
     if match:
         return match.group("gateway")
     match = _SOFIA_USER.match(channel_name)
-    return match.group("user") if match else None
+    if match is None:
+        return None
+    return match.group("profile") if match.group("profile") in trunks else match.group("user")
 
 
 def cause_of(headers: Mapping[str, str]) -> tuple[HangupCause, int | None, str]:
@@ -91,8 +98,9 @@ def cause_of(headers: Mapping[str, str]) -> tuple[HangupCause, int | None, str]:
 
 
 class Translator:
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, trunks: frozenset[str] = frozenset()) -> None:
         self.node = node
+        self.trunks = trunks
         self._call_of: dict[str, str] = {}  # channel uuid → the call it was created in
         self._spies: dict[str, str] = {}  # spy channel uuid → the channel it eavesdrops on
 
@@ -109,7 +117,14 @@ class Translator:
         known = self._call_of.get(channel)
         if known is not None:
             return known
-        call = _get(headers, "Channel-Call-UUID") or _get(headers, "variable_call_uuid") or channel
+        # mod_callcenter dials the agent as a call of its own, then bridges it to the caller
+        # waiting in the queue (seen on 1.10.12): the agent's leg names that caller's leg, and
+        # belongs to its call, as a Queue() leg does on Asterisk.
+        member = _get(headers, "variable_cc_member_session_uuid")
+        if member is not None and _get(headers, "variable_cc_side") == "agent":
+            call = self._call_of.get(member, member)
+        else:
+            call = _get(headers, "Channel-Call-UUID") or _get(headers, "variable_call_uuid") or channel
         self._call_of[channel] = call
         return call
 
@@ -127,7 +142,7 @@ class Translator:
         channel, call = _need(h, "Unique-ID"), self.call_of(h)
         events: list[ev.Event] = [ev.ChannelCreated(
             node=self.node, at=at, call_id=call, channel_id=channel, name=channel_name,
-            endpoint=endpoint_of(channel_name, _get(h, "variable_sip_gateway_name")),
+            endpoint=endpoint_of(channel_name, _get(h, "variable_sip_gateway_name"), self.trunks),
             caller_number=_get(h, "Caller-Caller-ID-Number"), caller_name=_get(h, "Caller-Caller-ID-Name"),
             dialed=_get(h, "Caller-Destination-Number"))]
         gateway = _GATEWAY.match(channel_name)
@@ -219,8 +234,23 @@ class Translator:
         return [ev.RecordingStopped(node=self.node, at=at, call_id=self.call_of(h), channel_id=_need(h, "Unique-ID"))]
 
 
-def channels_from_json(text: str) -> list[ChannelInfo]:
-    """`show channels as json` → a snapshot (FreeSWITCH answers {"row_count": 0} when idle)."""
+def bridged_pairs(text: str) -> dict[str, str]:
+    """`show calls as json` → channel uuid → its bridge id, named as CHANNEL_BRIDGE's are
+    (fs-bridge-<A-leg>). A row is one A-leg; `b_uuid` is the leg bridged to it, if any."""
+    document = json.loads(text or "{}")
+    pairs: dict[str, str] = {}
+    for row in document.get("rows") or []:
+        a_leg, b_leg = row.get("uuid") or "", row.get("b_uuid") or ""
+        if a_leg and b_leg:
+            pairs[a_leg] = pairs[b_leg] = f"fs-bridge-{a_leg}"
+    return pairs
+
+
+def channels_from_json(text: str, trunks: frozenset[str] = frozenset(),
+                       bridges: Mapping[str, str] | None = None) -> list[ChannelInfo]:
+    """`show channels as json` → a snapshot (FreeSWITCH answers {"row_count": 0} when idle);
+    `bridges` (from bridged_pairs) gives each bridged leg its bridge."""
+    bridges = bridges or {}
     document = json.loads(text or "{}")
     rows = document.get("rows") or []
     snapshot = []
@@ -230,7 +260,7 @@ def channels_from_json(text: str) -> list[ChannelInfo]:
             continue
         state = CALL_STATES.get((row.get("callstate") or "").upper(), ChannelState.DOWN)
         snapshot.append(ChannelInfo(
-            call_id=row.get("call_uuid") or uuid, channel_id=uuid, name=name, endpoint=endpoint_of(name),
-            state=state, caller_number=row.get("cid_num") or None, bridge_id=None,
+            call_id=row.get("call_uuid") or uuid, channel_id=uuid, name=name, endpoint=endpoint_of(name, trunks=trunks),
+            state=state, caller_number=row.get("cid_num") or None, bridge_id=bridges.get(uuid),
             dialed=row.get("dest") or None, caller_name=row.get("cid_name") or None))
     return snapshot

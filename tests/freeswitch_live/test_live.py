@@ -183,3 +183,44 @@ def test_a_paused_operator_gets_no_queue_call_and_an_available_one_does(
     second = wait_for(lambda: [c for c in ctl.calls() if c["state"] == "bridged" and c["id"] != call["id"]],
                       timeout=20, message="the second queue call answered")[0]  # type: ignore[index]
     assert (second["operator"], second["project"]) == ("101", "Sales"), second
+
+
+@pytest.mark.parametrize("supervisor_ext", [""])
+def test_a_restarted_serve_finds_the_bridged_call_and_its_end(monitored_call: MonitoredCall, ctl: CtlRunner,
+                                                              serve: Serve, freeswitch: Live, tmp_path: Path) -> None:
+    """`show channels` + `show calls` after the (re)connect: the call is still bridged, and its
+    end, which happens while no serve runs, is found by the next one."""
+    assert serve.stop() == 0
+    again = Serve(ctl, tmp_path / "serve-again.log")
+    try:
+        again.wait_log("reconciled with the PBX", timeout=30)
+        [reconciled] = [line for line in again.lines() if line.get("msg") == "reconciled with the PBX"]
+        assert (reconciled["live_calls"], reconciled["ended"]) == (1, 0), reconciled
+        call = ctl.call(monitored_call.call_id)
+        assert (call["state"], call["client"], call["operator"]) == ("bridged", CLIENT, "101"), call
+    finally:
+        assert again.stop() == 0
+    freeswitch.api("hupall NORMAL_CLEARING")
+    third = Serve(ctl, tmp_path / "serve-third.log")
+    try:
+        third.wait_log("reconciled with the PBX", timeout=30)
+        assert ctl.call(monitored_call.call_id)["state"] == "ended"
+    finally:
+        assert third.stop() == 0
+
+
+def test_a_call_bridged_while_no_serve_ran_is_found_bridged(ctl: CtlRunner, phones: FsPhones, freeswitch: Live,
+                                                            tmp_path: Path) -> None:
+    phones.phone("101", "answer", hold_ms=60_000)
+    phones.clients("answer", hold_ms=60_000)
+    call_id = int(ctl.json("call", "bridge", "--operator", "101", "--to", CLIENT)["id"])
+    wait_for(lambda: '"b_uuid":"' in freeswitch.api("show calls as json").replace(" ", ""), timeout=20,
+             message="FreeSWITCH to bridge the two legs")
+    assert ctl.call(call_id)["state"] == "created"  # nobody followed the events
+    daemon = Serve(ctl, tmp_path / "serve.log")
+    try:
+        daemon.wait_log("reconciled with the PBX", timeout=30)
+        call = ctl.call(call_id)
+        assert (call["state"], call["operator"], call["client"]) == ("bridged", "101", CLIENT), call
+    finally:
+        assert daemon.stop() == 0

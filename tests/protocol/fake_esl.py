@@ -184,7 +184,8 @@ class RespondingEsl:
     def __init__(self, password: str = "s3cret") -> None:
         self.password = password
         self.commands: list[str] = []  # every command received after auth, with its headers
-        self.api: dict[str, str] = {"show channels as json": '{"row_count": 0}', "status": "UP 0 years"}
+        self.api: dict[str, str] = {"show channels as json": '{"row_count": 0}',
+                                    "show calls as json": '{"row_count": 0}', "status": "UP 0 years"}
         self.jobs: dict[str, str] = {}  # a bgapi command's first word(s) → the job's result body
         self.silent = False  # answer nothing (a hung FreeSWITCH)
         self.connections = 0

@@ -9,7 +9,7 @@ import pytest
 
 from ctl import events as ev
 from ctl.freeswitch.frames import MessageReader, parse_plain_event
-from ctl.freeswitch.translate import Translator, cause_of, channels_from_json, endpoint_of
+from ctl.freeswitch.translate import Translator, bridged_pairs, cause_of, channels_from_json, endpoint_of
 from ctl.model import ChannelState, HangupCause
 from tests.protocol.fake_esl import load_sections
 
@@ -108,6 +108,47 @@ def test_endpoints(name: str, gateway: str | None, endpoint: str | None) -> None
     assert endpoint_of(name, gateway) == endpoint
 
 
+def test_a_leg_on_a_trunk_profile_is_the_trunks() -> None:
+    """The carrier's call in, as a real 1.10.12 names it: no gateway, the caller's number as user."""
+    trunks = frozenset({"clients", "ctl-clients"})
+    assert endpoint_of("sofia/ctl-clients/79990000001@127.0.0.1", None, trunks) == "ctl-clients"
+    assert endpoint_of("sofia/ctl-phones/101@127.0.0.1:20246", None, trunks) == "101"
+
+
+# A queue call on a real FreeSWITCH 1.10.12 (headers as received, URL-decoded): the caller's
+# leg enters callcenter; mod_callcenter dials agent 101 as a call of its own, then bridges.
+MEMBER, AGENT = "e5ec3189-1fcc-41f1-9639-f2d93835b252", "5983b93d-8a73-4d9a-b8b2-538e09b437dd"
+QUEUE_CALL = [
+    {"Event-Name": "CHANNEL_CREATE", "Channel-Name": "sofia/ctl-clients/79990000001@127.0.0.1", "Unique-ID": MEMBER,
+     "Call-Direction": "inbound", "Channel-Call-UUID": MEMBER, "Caller-Caller-ID-Number": "79990000001",
+     "Caller-Destination-Number": "5001", "variable_sofia_profile_name": "ctl-clients"},
+    {"Event-Name": "CHANNEL_EXECUTE", "Unique-ID": MEMBER, "Channel-Call-UUID": MEMBER, "Application": "callcenter",
+     "Application-Data": "sales@default"},
+    {"Event-Name": "CHANNEL_CREATE", "Channel-Name": "sofia/ctl-phones/101@127.0.0.1:20246", "Unique-ID": AGENT,
+     "Call-Direction": "outbound", "Channel-Call-UUID": AGENT, "Caller-Caller-ID-Number": "79990000001",
+     "Caller-Destination-Number": "101", "variable_cc_queue": "sales@default",
+     "variable_cc_member_session_uuid": MEMBER, "variable_cc_side": "agent"},
+    {"Event-Name": "CHANNEL_ANSWER", "Unique-ID": AGENT, "Channel-Call-UUID": AGENT},
+    {"Event-Name": "CHANNEL_BRIDGE", "Bridge-A-Unique-ID": MEMBER, "Bridge-B-Unique-ID": AGENT, "Unique-ID": MEMBER,
+     "Channel-Call-UUID": MEMBER},
+]
+
+
+def test_a_queue_call_is_one_call_from_the_clients_trunk_to_the_agent() -> None:
+    translator = Translator("fs1", frozenset({"clients", "ctl-clients"}))
+    events = [e for headers in QUEUE_CALL for e in translator.translate(headers)]
+    created = [e for e in events if isinstance(e, ev.ChannelCreated)]
+    assert [(e.call_id, e.channel_id, e.endpoint) for e in created] == [
+        (MEMBER, MEMBER, "ctl-clients"), (MEMBER, AGENT, "101")]
+    [joined] = [e for e in events if isinstance(e, ev.QueueJoined)]
+    assert (joined.call_id, joined.queue) == (MEMBER, "sales")
+    answered = next(e for e in events if isinstance(e, ev.ChannelStateChanged))
+    assert answered.call_id == MEMBER
+    bridged = [e for e in events if isinstance(e, ev.ChannelEnteredBridge)]
+    assert {(e.call_id, e.channel_id) for e in bridged} == {(MEMBER, MEMBER), (MEMBER, AGENT)}
+    assert len({e.bridge_id for e in bridged}) == 1
+
+
 def test_causes() -> None:
     assert cause_of({"Hangup-Cause": "USER_BUSY", "variable_hangup_cause_q850": "17"}) == (
         HangupCause.USER_BUSY, 17, "USER_BUSY")
@@ -136,3 +177,24 @@ def test_registrations_become_contact_changes(subclass: str, state: str) -> None
                                               "username": "101", "profile-name": "internal"})
     assert isinstance(changed, ev.ContactChanged) and (changed.endpoint, changed.state) == ("101", state)
     assert Translator("fs1").translate({"Event-Name": "CUSTOM", "Event-Subclass": "esl::eavesdrop"}) == []
+
+
+def test_a_snapshot_of_a_bridged_click_to_call_as_a_real_freeswitch_gives_it() -> None:
+    """`show channels` and `show calls` as json on 1.10.12 during user/101 bridged to the
+    clients' gateway (fields ctl reads; the gateway leg is named by profile, with no host)."""
+    b_leg = "30f1bcd8-ef20-4c7f-9dac-94e510b978e5"
+    channels = {"row_count": 2, "rows": [
+        {"uuid": "ctl-test-1", "direction": "outbound", "name": "sofia/ctl-phones/101@127.0.0.1:28852",
+         "cid_num": "101", "dest": "101", "callstate": "ACTIVE", "call_uuid": "ctl-test-1"},
+        {"uuid": b_leg, "direction": "outbound", "name": "sofia/ctl-clients/79991234567", "cid_num": "101",
+         "dest": "79991234567", "callstate": "ACTIVE", "call_uuid": "ctl-test-1"}]}
+    calls = {"row_count": 1, "rows": [
+        {"uuid": "ctl-test-1", "name": "sofia/ctl-phones/101@127.0.0.1:28852", "call_uuid": "ctl-test-1",
+         "b_uuid": b_leg, "b_name": "sofia/ctl-clients/79991234567", "b_callstate": "ACTIVE"}]}
+    pairs = bridged_pairs(json.dumps(calls))
+    assert pairs == {"ctl-test-1": "fs-bridge-ctl-test-1", b_leg: "fs-bridge-ctl-test-1"}
+    snapshot = channels_from_json(json.dumps(channels), frozenset({"clients", "ctl-clients"}), pairs)
+    assert [(c.call_id, c.endpoint, c.bridge_id, c.dialed) for c in snapshot] == [
+        ("ctl-test-1", "101", "fs-bridge-ctl-test-1", "101"),
+        ("ctl-test-1", "ctl-clients", "fs-bridge-ctl-test-1", "79991234567")]
+    assert bridged_pairs('{"row_count": 0}') == {}
