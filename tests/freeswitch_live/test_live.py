@@ -224,3 +224,42 @@ def test_a_call_bridged_while_no_serve_ran_is_found_bridged(ctl: CtlRunner, phon
         assert (call["state"], call["operator"], call["client"]) == ("bridged", "101", CLIENT), call
     finally:
         assert daemon.stop() == 0
+
+
+def test_stereo_puts_the_client_left_and_the_operator_right(ctl: CtlRunner, phones: FsPhones, serve: Serve,
+                                                            freeswitch: Live, tmp_path: Path) -> None:
+    ctl.run("project", "set", "Sales", "--stereo")
+    tone = {name: make_tone(tmp_path / f"{name}.ulaw", frequency) for name, frequency in TONES.items()}
+    phones.phone("101", "answer", hold_ms=60_000, tone=tone["operator"])
+    phones.clients("answer", hold_ms=60_000, tone=tone["client"])
+    call_id = int(ctl.json("call", "bridge", "--operator", "101", "--to", CLIENT, "--project", "Sales")["id"])
+    ctl.wait_state(call_id, "bridged", timeout=20)
+    wait_for(lambda: [r for r in ctl.json("record", "list") if r["call"] == call_id and r["state"] == "recording"],
+             message="recording")
+    time.sleep(3)
+    freeswitch.api("hupall NORMAL_CLEARING")
+    [row] = wait_for(lambda: [r for r in ctl.json("record", "list") if r["call"] == call_id  # type: ignore[misc]
+                              and r["state"] == "stopped"], message="stopped")
+    assert row["complete"] is True and row["stereo"] is True, row
+    left, right = wav_tracks(Path(row["path"]))
+    both = {"client": TONES["client"], "operator": TONES["operator"]}
+    client_side = track_levels(left, 0.3, row["duration_s"] - 0.3, both)
+    operator_side = track_levels(right, 0.3, row["duration_s"] - 0.3, both)
+    assert client_side["client"] > -25 and client_side["operator"] < -40, client_side
+    assert operator_side["operator"] > -25 and operator_side["client"] < -40, operator_side
+
+
+def test_a_whispering_supervisor_is_not_in_the_recording(monitored_call: MonitoredCall, ctl: CtlRunner) -> None:
+    """Policy recording of the call while 201 whispers to the operator: the file holds client
+    and operator, never the supervisor (DOMAIN.md: a whisper is not the client's to hear)."""
+    call_id = monitored_call.call_id
+    wait_for(lambda: [r for r in ctl.json("record", "list") if r["call"] == call_id and r["state"] == "recording"],
+             message="recording")
+    session_id = int(ctl.json("monitor", "whisper", "101", "--by", "201")["session"])
+    monitored_call.check("whisper", _attached(ctl, session_id))
+    ctl.run("record", "stop", str(call_id))
+    [row] = wait_for(lambda: [r for r in ctl.json("record", "list") if r["call"] == call_id  # type: ignore[misc]
+                              and r["state"] == "stopped"], message="stopped")
+    [track] = wav_tracks(Path(row["path"]))
+    levels = track_levels(track, 0.3, row["duration_s"] - 0.3, TONES)
+    assert levels["client"] > -25 and levels["operator"] > -25 and levels["supervisor"] < -40, levels
