@@ -56,8 +56,9 @@ class FreeswitchSandbox:
         loaded: dict[str, str] = json.loads(self.settings_file.read_text())
         return loaded
 
-    def start(self, ports: dict[str, int], boot_timeout: float = 60) -> dict[str, str]:
-        """`ports`: esl, outbound, phones, clients, carrier, rtp_start, rtp_end."""
+    def start(self, ports: dict[str, int], boot_timeout: float = 60, ping_interval: int = 30) -> dict[str, str]:
+        """`ports`: esl, outbound, phones, clients, carrier, rtp_start, rtp_end; `ping_interval`:
+        seconds between the OPTIONS pings to registered phones."""
         if not self.binary.is_file():
             raise SandboxError(f"no FreeSWITCH binary at {self.binary}")
         for name in DIRS:
@@ -76,6 +77,7 @@ class FreeswitchSandbox:
             "CTL_FREESWITCH_CLIENTS_PROXY": f"127.0.0.1:{ports['carrier']}",
             "CTL_FREESWITCH_RTP_START": str(ports["rtp_start"]),
             "CTL_FREESWITCH_RTP_END": str(ports["rtp_end"]),
+            "CTL_FREESWITCH_PING_INTERVAL": str(ping_interval),
         }
         self.settings_file.write_text(json.dumps(settings, indent=1))
         command = [str(self.binary), "-nonat", "-nf", "-nc"]

@@ -30,7 +30,7 @@ from ctl.switch import EventHandler
 log = logging.getLogger("ctl.freeswitch")
 EVENTS = ("CHANNEL_CREATE CHANNEL_PROGRESS CHANNEL_PROGRESS_MEDIA CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_UNBRIDGE "
           "CHANNEL_HANGUP_COMPLETE CHANNEL_EXECUTE CHANNEL_EXECUTE_COMPLETE DTMF RECORD_START RECORD_STOP "
-          "BACKGROUND_JOB CUSTOM sofia::register sofia::unregister sofia::expire")
+          "BACKGROUND_JOB CUSTOM sofia::register sofia::unregister sofia::expire sofia::sip_user_state")
 HEARTBEAT_INTERVAL = 10.0
 _Q850_NAMES = {cause: name for name, cause in CAUSES.items()}
 

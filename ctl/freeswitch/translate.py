@@ -44,6 +44,8 @@ CALL_STATES = {"RINGING": ChannelState.RINGING, "EARLY": ChannelState.RINGING, "
 EAVESDROP_DIGITS = {MonitorMode.LISTEN: "0", MonitorMode.WHISPER: "2", MonitorMode.BARGE: "3"}
 REGISTRATION_STATES = {"sofia::register": "reachable", "sofia::unregister": "removed",
                        "sofia::expire": "removed"}
+# sofia::sip_user_state (profile param all-reg-options-ping): the OPTIONS pings' verdict.
+PING_STATES = {"REACHABLE": "reachable", "UNREACHABLE": "unreachable"}
 _GATEWAY = re.compile(r"^sofia/gateway/(?P<gateway>[^/]+)/")
 # `show channels` names a gateway leg by profile and number, with no host (seen on 1.10.12:
 # sofia/ctl-clients/79991234567), while its CHANNEL_CREATE said sofia/gateway/clients/….
@@ -219,8 +221,13 @@ class Translator:
 
     # -- registrations -----------------------------------------------------------------------
     def _on_custom(self, h: Mapping[str, str], at: datetime) -> list[ev.Event]:
-        """mod_sofia's registrations: a phone registered, unregistered, or its registration expired."""
-        state = REGISTRATION_STATES.get(_get(h, "Event-Subclass") or "")
+        """mod_sofia's registrations: a phone registered, unregistered, its registration expired,
+        or its OPTIONS pings found it unreachable / reachable again."""
+        subclass = _get(h, "Event-Subclass") or ""
+        if subclass == "sofia::sip_user_state":
+            state = PING_STATES.get((_get(h, "Ping-Status") or "").upper())
+        else:
+            state = REGISTRATION_STATES.get(subclass)
         user = _get(h, "username") or _get(h, "from-user")
         if state is None or user is None:
             return []

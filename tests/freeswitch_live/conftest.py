@@ -29,6 +29,7 @@ from tests.e2e.conftest import CtlRunner, Serve
 
 BINARY = os.environ.get("CTL_TEST_FREESWITCH_BIN", "")
 NODE = "fs-live"
+PING_INTERVAL = 2  # seconds between FreeSWITCH's OPTIONS pings to the phones (30 by default)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -88,7 +89,7 @@ def freeswitch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     carrier = free_port()
     settings = sandbox.start({"esl": free_port(socket.SOCK_STREAM), "outbound": free_port(socket.SOCK_STREAM),
                               "phones": free_port(), "clients": free_port(), "carrier": carrier,
-                              "rtp_start": 13000, "rtp_end": 13998})
+                              "rtp_start": 13000, "rtp_end": 13998}, ping_interval=PING_INTERVAL)
     live = Live(sandbox, settings, carrier)
     try:
         wait_for(lambda: "ctl-phones" in live.api("sofia status"), 30, interval=0.5, message="sofia profiles up")

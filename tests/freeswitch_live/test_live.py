@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sip_peers import make_tone
+from sip_peers import SippPhone, make_tone
 
 from tests.conftest import wait_for
 from tests.e2e.audio import RtpCapture, track_levels, wav_tracks
@@ -151,6 +151,28 @@ def test_an_unregistered_phone_takes_its_operator_offline(ctl: CtlRunner, serve:
     latest = ctl.json("operator", "history", "101")[0]
     assert (latest["from"], latest["to"], latest["reason"], latest["source"]) == \
         ("available", "offline", "unregistered", "pbx")
+
+
+def test_an_unreachable_phone_suspends_its_operator_until_it_answers_again(
+        ctl: CtlRunner, serve: Serve, phones: FsPhones, tmp_path: Path) -> None:
+    """all-reg-options-ping: the phone's sipp stops (its registration stays), FreeSWITCH's
+    OPTIONS go unanswered, sofia::sip_user_state UNREACHABLE → suspended; a phone answering on
+    the same contact again (no new REGISTER) → REACHABLE → the status before, with its reason."""
+    phone = phones.phone("101", "answer")
+    ctl.run("operator", "status", "101", "break", "--reason", "lunch")
+    phone.stop()
+    wait_for(lambda: ctl.json("operator", "status", "101")["status"] == "suspended", timeout=60, interval=0.5,
+             message="101 suspended once its phone stops answering")
+    suspended = ctl.json("operator", "history", "101")[0]
+    assert (suspended["from"], suspended["to"], suspended["reason"], suspended["source"]) == \
+        ("break", "suspended", "unreachable", "pbx"), suspended
+    back = SippPhone("answer", phone.port, phone.media_port, tmp_path / "again").start()
+    phones.started.append(back)
+    wait_for(lambda: ctl.json("operator", "status", "101")["status"] == "break", timeout=30, interval=0.5,
+             message="101 back on its break once the phone answers the pings again")
+    latest = ctl.json("operator", "history", "101")[0]
+    assert (latest["from"], latest["to"], latest["reason"], latest["source"]) == \
+        ("suspended", "break", "lunch", "pbx"), latest
 
 
 def _agent_status(freeswitch: Live, agent: str) -> str:

@@ -127,6 +127,29 @@ async def test_an_unregistered_phone_takes_its_operator_offline(running) -> None
     await wait_until(lambda: status_of(store, "101") == "offline")
 
 
+# sofia::sip_user_state as FreeSWITCH 1.10.12 sent it (all-reg-options-ping) when a registered
+# phone's sipp stopped: its OPTIONS got an ICMP error, so 503; then 200 from a phone there again.
+def _ping_state(status: str, code: str, phrase: str, timestamp: str) -> dict[str, str]:
+    return {"Event-Name": "CUSTOM", "Event-Subclass": "sofia::sip_user_state", "Event-Calling-File": "sofia_reg.c",
+            "Event-Date-Timestamp": timestamp, "sip_contact": '"" <sip:101@127.0.0.1:20582>',
+            "profile-name": "ctl-phones", "sip_user": "101@127.0.0.1", "from-user": "101",
+            "from-host": "127.0.0.1", "call-id": "80925c6ca1b5cc7d", "Ping-Status": status, "Status": code,
+            "Phrase": phrase}
+
+
+async def test_an_unreachable_phone_suspends_its_operator_until_it_answers(running) -> None:  # type: ignore[no-untyped-def]
+    fake, store = running
+    from ctl.config import OperatorSettings
+    from ctl.services.operators import set_status_by_hand
+
+    with store.transaction() as session:
+        set_status_by_hand(session, OperatorSettings(), "101", "break", "lunch", None)
+    await fake.push(_ping_state("UNREACHABLE", "503", "Service Unavailable", "1795401239382165"))
+    await wait_until(lambda: status_of(store, "101") == "suspended")
+    await fake.push(_ping_state("REACHABLE", "200", "OK", "1795401241382149"))
+    await wait_until(lambda: status_of(store, "101") == "break")
+
+
 @pytest.fixture
 async def recording(tmp_path: Path) -> AsyncIterator[tuple[RespondingEsl, Store, Path]]:
     fake = RespondingEsl()

@@ -179,6 +179,21 @@ def test_registrations_become_contact_changes(subclass: str, state: str) -> None
     assert Translator("fs1").translate({"Event-Name": "CUSTOM", "Event-Subclass": "esl::eavesdrop"}) == []
 
 
+@pytest.mark.parametrize(("ping_status", "state"), [("UNREACHABLE", "unreachable"), ("REACHABLE", "reachable"),
+                                                     ("INVALID", None)])
+def test_options_pings_become_contact_changes(ping_status: str, state: str | None) -> None:
+    """sofia::sip_user_state's headers as FreeSWITCH 1.10.12 sent them (all-reg-options-ping)."""
+    events = Translator("fs1").translate({
+        "Event-Name": "CUSTOM", "Event-Subclass": "sofia::sip_user_state", "profile-name": "ctl-phones",
+        "sip_contact": '"" <sip:101@127.0.0.1:20582>', "sip_user": "101@127.0.0.1", "from-user": "101",
+        "from-host": "127.0.0.1", "call-id": "80925c6ca1b5cc7d", "Ping-Status": ping_status, "Status": "503"})
+    if state is None:
+        assert events == []
+    else:
+        (changed,) = events
+        assert isinstance(changed, ev.ContactChanged) and (changed.endpoint, changed.state) == ("101", state)
+
+
 def test_a_snapshot_of_a_bridged_click_to_call_as_a_real_freeswitch_gives_it() -> None:
     """`show channels` and `show calls` as json on 1.10.12 during user/101 bridged to the
     clients' gateway (fields ctl reads; the gateway leg is named by profile, with no host)."""
