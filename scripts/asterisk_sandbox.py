@@ -60,6 +60,8 @@ DEFAULTS = {
     "CODE_WHISPER": "*223",
     "CODE_BARGE": "*224",
     "CODE_RECORD_PAUSE": "*1",
+    # Seconds between the OPTIONS that find a phone unreachable (ctl: suspended).
+    "QUALIFY_FREQUENCY": "30",
 }
 TOKEN = re.compile(r"@([A-Z_]+|SECRET:[A-Za-z0-9_-]+)@")
 # Instance directories bind-mounted over the root's own.

@@ -83,12 +83,12 @@ class Sandbox:
         raise AssertionError(f"unexpected output: {out!r}")
 
 
-def start_sandbox(state: Path, recordings: Path | None = None) -> Sandbox:
+def start_sandbox(state: Path, recordings: Path | None = None, **tokens: str) -> Sandbox:
     sip, ami, clients, agi = (free_port(), free_port(kind=1), free_port(), free_port(kind=1))
     rtp_start = random.randrange(40000, 58000, 200)
     settings = {**DEFAULTS, "SIP_PORT": str(sip), "AMI_PORT": str(ami), "CLIENTS_PORT": str(clients),
                 "AGI_PORT": str(agi), "RTP_START": str(rtp_start), "RTP_END": str(rtp_start + 199),
-                "SYSTEM_NAME": "ctl-e2e"}
+                "SYSTEM_NAME": "ctl-e2e", **tokens}
     instance = Instance(state)
     instance.start(settings, recordings=recordings)
     return Sandbox(instance, settings, recordings)

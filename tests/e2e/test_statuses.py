@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sip_peers import make_tone
+from sip_peers import SippPhone, make_tone
 
 from tests.conftest import wait_for
-from tests.e2e.conftest import CtlRunner, Phones, Sandbox, Serve
+from tests.e2e.conftest import CtlRunner, Phones, Sandbox, Serve, make_ctl, start_sandbox
 
 
 def test_an_unregistered_phone_takes_its_operator_offline(ctl: CtlRunner, serve: Serve, phones: Phones) -> None:
@@ -21,6 +21,35 @@ def test_an_unregistered_phone_takes_its_operator_offline(ctl: CtlRunner, serve:
     assert (latest["from"], latest["to"], latest["reason"], latest["source"]) == \
         ("available", "offline", "unregistered", "pbx")
     assert serve.count("status follows the phone") == 1
+
+
+def test_an_unreachable_phone_suspends_its_operator_until_it_answers_again(tmp_path: Path) -> None:
+    """An Asterisk of its own that qualifies every 2 s: the phone's sipp stops (its registration
+    stays), the OPTIONS go unanswered, ContactStatus Unreachable → suspended; a phone answering on
+    the same contact again (no new REGISTER) → Reachable → the status before, with its reason."""
+    asterisk = start_sandbox(tmp_path / "asterisk", QUALIFY_FREQUENCY="2")
+    ctl = make_ctl(asterisk, f"sqlite:///{tmp_path / 'ctl.db'}")
+    phones = Phones(asterisk, tmp_path / "phones")
+    serve = Serve(ctl, tmp_path / "serve.log")
+    try:
+        serve.wait_log("reconciled with the PBX")
+        phone = phones.phone("101", "answer")
+        ctl.run("operator", "status", "101", "break", "--reason", "lunch")
+        phone.stop()
+        _wait_status(ctl, "101", "suspended", timeout=30)
+        suspended = ctl.json("operator", "history", "101")[0]
+        assert (suspended["from"], suspended["to"], suspended["reason"], suspended["source"]) == \
+            ("break", "suspended", "unreachable", "pbx"), suspended
+        back = SippPhone("answer", phone.port, phone.media_port, tmp_path / "again").start()
+        phones.started.append(back)
+        _wait_status(ctl, "101", "break", timeout=30)
+        latest = ctl.json("operator", "history", "101")[0]
+        assert (latest["from"], latest["to"], latest["reason"], latest["source"]) == \
+            ("suspended", "break", "lunch", "pbx"), latest
+    finally:
+        phones.stop()
+        assert serve.stop() == 0
+        asterisk.instance.stop()
 
 
 def _status(ctl: CtlRunner, extension: str) -> dict[str, Any]:
