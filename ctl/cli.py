@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -100,6 +101,10 @@ def _json_default(value: Any) -> Any:
 
 pass_app = click.make_pass_decorator(AppContext)
 
+# Ids are `integer` columns: 32-bit in PostgreSQL (64-bit in SQLite). A number out of that
+# range would overflow in the driver; here it is a usage error (exit 2) like any bad argument.
+ID = click.IntRange(1, 2**31 - 1)
+
 
 def _remember_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
     app = ctx.find_object(AppContext)
@@ -119,6 +124,8 @@ json_option = click.option("--json", "as_json", is_flag=True, callback=_remember
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None) -> None:
     """ctl — telephony control layer over Asterisk: calls, monitoring, recording, operators."""
+    # ctl's files (the SQLite store, exports) hold personal data: nobody else may read them.
+    os.umask(0o077)
     ctx.obj = AppContext(config_path)
 
 
@@ -578,7 +585,7 @@ def call_list(app: AppContext, active: bool, limit: int, as_json: bool) -> None:
 
 
 @call.command("show")
-@click.argument("call_id", type=int)
+@click.argument("call_id", type=ID)
 @json_option
 @pass_app
 def call_show(app: AppContext, call_id: int, as_json: bool) -> None:
@@ -599,7 +606,7 @@ def call_show(app: AppContext, call_id: int, as_json: bool) -> None:
 
 
 @call.command("recording")
-@click.argument("call_id", type=int)
+@click.argument("call_id", type=ID)
 @click.option("-o", "--output", required=True, metavar="FILE",
               help="Where to write the WAV file ('-': standard output; a directory: keep its name).")
 @click.option("--force", is_flag=True, help="Overwrite FILE if it exists.")
@@ -619,7 +626,7 @@ def call_recording(app: AppContext, call_id: int, output: str, force: bool, as_j
 
 
 @call.command("result")
-@click.argument("call_id", type=int)
+@click.argument("call_id", type=ID)
 @click.argument("code")
 @click.option("--comment", default=None, help="A comment on the call card as well.")
 @json_option
@@ -643,7 +650,7 @@ def call_result(app: AppContext, call_id: int, code: str, comment: str | None, a
 
 
 @call.command("comment")
-@click.argument("call_id", type=int)
+@click.argument("call_id", type=ID)
 @click.argument("text")
 @json_option
 @pass_app
@@ -662,7 +669,7 @@ def call_comment(app: AppContext, call_id: int, text: str, as_json: bool) -> Non
 
 
 @call.command("flag")
-@click.argument("call_id", type=int)
+@click.argument("call_id", type=ID)
 @click.option("--review/--no-review", default=True, help="Mark the call for review, or clear the mark.")
 @json_option
 @pass_app
@@ -680,7 +687,7 @@ def call_flag(app: AppContext, call_id: int, review: bool, as_json: bool) -> Non
 
 def _dial_command(name: str, help_text: str, service: str) -> None:
     @call.command(name, help=help_text)
-    @click.argument("call_id", type=int)
+    @click.argument("call_id", type=ID)
     @click.option("--from", "from_ext", required=True, metavar="EXT", help="Whose phone rings first.")
     @json_option
     @pass_app
@@ -801,7 +808,7 @@ _start_command("barge", "Hear both; both hear you.")
 
 
 @monitor.command("mode")
-@click.argument("session_id", type=int, metavar="SESSION")
+@click.argument("session_id", type=ID, metavar="SESSION")
 @click.argument("mode_name", metavar="listen|whisper|barge")
 @json_option
 @pass_app
@@ -819,7 +826,7 @@ def monitor_mode(app: AppContext, session_id: int, mode_name: str, as_json: bool
 
 
 @monitor.command("stop")
-@click.argument("session_id", type=int, required=False, metavar="[SESSION]")
+@click.argument("session_id", type=ID, required=False, metavar="[SESSION]")
 @click.option("--by", "supervisor_ext", default=None, metavar="EXT", help="Stop this supervisor's active session.")
 @json_option
 @pass_app
@@ -867,28 +874,39 @@ def monitor_list(app: AppContext, active: bool, limit: int, as_json: bool) -> No
 @pass_app
 def monitor_log(app: AppContext, operator_ext: str | None, supervisor_ext: str | None, since: str | None,
                 as_json: bool) -> None:
-    """Every session with its mode changes, oldest first."""
+    """Every session with its mode changes, and every spy or recording ctl did not start
+    (unauthorised_monitor), oldest first."""
     from ctl.services.directory import get_operator
+    from ctl.services.security import unauthorised_events
 
     query = _sessions_query()
     with app.store().transaction() as session:
-        if operator_ext is not None:
-            query = query.where(MonitorSession.operator_id == get_operator(session, operator_ext).id)
+        operator_id = get_operator(session, operator_ext).id if operator_ext is not None else None
+        if operator_id is not None:
+            query = query.where(MonitorSession.operator_id == operator_id)
         if supervisor_ext is not None:
             query = query.where(MonitorSession.supervisor_id == get_operator(session, supervisor_ext).id)
-        if since is not None:
-            query = query.where(MonitorSession.started_at >= _parse_since(since))
+        since_at = _parse_since(since) if since is not None else None
+        if since_at is not None:
+            query = query.where(MonitorSession.started_at >= since_at)
         rows = []
         for row in session.scalars(query.order_by(MonitorSession.started_at, MonitorSession.id)):
-            entry = _session_row(row)
+            entry = {"event": "session", **_session_row(row)}
             entry["modes"] = [{"mode": c.mode, "at": c.changed_at, "source": c.source} for c in row.mode_changes]
             rows.append(entry)
+        # Nobody is "by" a spy ctl did not start: --by shows sessions only.
+        alerts = [] if supervisor_ext is not None else unauthorised_events(session, since_at, operator_id)
+    rows = sorted(rows + alerts, key=lambda entry: entry.get("started_at") or entry["at"])
     if as_json:
         emit(rows, True)
         return
     if not rows:
         click.echo("(none)")
     for entry in rows:
+        if entry["event"] != "session":
+            click.echo(f"ALERT {entry['event']} {entry['id']}: {_cell(entry['at'])} {entry['detail']} "
+                       f"(call {_cell(entry['call'])}; {entry['action'].replace('_', ' ')})")
+            continue
         click.echo(f"session {entry['id']}: {entry['supervisor']} on {entry['operator']}'s call {entry['call']}, "
                    f"{_cell(entry['started_at'])} → {_cell(entry['ended_at'])} ({entry['end_reason'] or 'active'})")
         for change in entry["modes"]:
@@ -924,7 +942,7 @@ def task() -> None:
 
 
 @task.command("add")
-@click.option("--call", "call_id", type=int, default=None, help="Call back the client of this call (its project).")
+@click.option("--call", "call_id", type=ID, default=None, help="Call back the client of this call (its project).")
 @click.option("--number", default=None, help="Call back this number.")
 @click.option("--at", "at_text", required=True, metavar="TIME",
               help="+90s, +10m, +2h, +1d, or an ISO date-time (local time, or --tz, or with an offset).")
@@ -987,7 +1005,7 @@ def task_due(app: AppContext, assignee: str | None, as_json: bool) -> None:
 
 def _close_command(name: str, state: str, help_text: str) -> None:
     @task.command(name, help=help_text)
-    @click.argument("task_id", type=int)
+    @click.argument("task_id", type=ID)
     @click.option("--comment", default=None, help="Why, or what came of it.")
     @json_option
     @pass_app
@@ -1069,7 +1087,7 @@ def record() -> None:
 
 
 @record.command("start")
-@click.argument("call_id", type=int)
+@click.argument("call_id", type=ID)
 @json_option
 @pass_app
 def record_start(app: AppContext, call_id: int, as_json: bool) -> None:
@@ -1089,7 +1107,7 @@ def record_start(app: AppContext, call_id: int, as_json: bool) -> None:
 
 def _pause_command(name: str, paused: bool, help_text: str) -> None:
     @record.command(name, help=help_text)
-    @click.argument("call_id", type=int)
+    @click.argument("call_id", type=ID)
     @json_option
     @pass_app
     def change(app: AppContext, call_id: int, as_json: bool) -> None:
@@ -1109,7 +1127,7 @@ _pause_command("resume", False, "Resume a paused recording of CALL_ID.")
 
 
 @record.command("stop")
-@click.argument("call_id", type=int)
+@click.argument("call_id", type=ID)
 @json_option
 @pass_app
 def record_stop(app: AppContext, call_id: int, as_json: bool) -> None:
@@ -1148,18 +1166,33 @@ def record_list(app: AppContext, active: bool, limit: int, as_json: bool) -> Non
 @json_option
 @pass_app
 def record_purge(app: AppContext, days: int, dry_run: bool, as_json: bool) -> None:
-    """Retention: delete old recording files (never one of a call in progress); rows stay, marked purged."""
-    from ctl.services.recording import purge
+    """Retention: delete old recording files (never one of a call in progress); rows stay, marked purged.
 
-    done = purge(app.store(), days, dry_run)
-    rows = [{"call": p.call_id, "path": p.path, "size_bytes": p.size, "stopped_at": p.stopped_at} for p in done]
+    Only this controller's nodes' recordings, and only regular files inside [recording] directory:
+    a missing file or a refused path (a symlink, a path elsewhere) is reported and left as it is."""
+    from ctl.services.recording import Purged, local_nodes, purge
+
+    report = purge(app.store(), app.settings.recording, local_nodes(app.settings), days, dry_run)
+    done = report.purged
+
+    def rows(items: list[Purged]) -> list[dict[str, Any]]:
+        return [{"call": p.call_id, "path": p.path, "size_bytes": p.size, "stopped_at": p.stopped_at,
+                 **({"problem": p.problem} if p.problem else {})} for p in items]
+
     if as_json:
-        emit({"dry_run": dry_run, "recordings": rows, "bytes": sum(p.size or 0 for p in done)}, True)
+        emit({"dry_run": dry_run, "recordings": rows(done), "bytes": sum(p.size or 0 for p in done),
+              "missing": rows(report.missing), "refused": rows(report.refused)}, True)
         return
-    for row in rows:
-        click.echo(f"{'would delete' if dry_run else 'deleted'} {row['path']} (call {row['call']})")
-    click.echo(f"{len(rows)} recordings, {sum(p.size or 0 for p in done)} bytes"
-               f"{' would be' if dry_run else ''} purged")
+    for item in done:
+        click.echo(f"{'would delete' if dry_run else 'deleted'} {item.path} (call {item.call_id})")
+    for item in report.missing:
+        click.echo(f"ctl: warning: {item.path} (call {item.call_id}) is missing: not marked purged", err=True)
+    for item in report.refused:
+        click.echo(f"ctl: warning: {item.path} (call {item.call_id}) refused: {item.problem}", err=True)
+    left = [f"{len(found)} {kind}" for kind, found in (("missing", report.missing), ("refused", report.refused))
+            if found]
+    click.echo(f"{len(done)} recordings, {sum(p.size or 0 for p in done)} bytes"
+               f"{' would be' if dry_run else ''} purged{'; ' + ', '.join(left) + ' left alone' if left else ''}")
 
 
 # ---------------------------------------------------------------------------

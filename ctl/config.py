@@ -7,6 +7,7 @@ of the wrong type are errors (one line naming the key), never silently ignored.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -62,6 +63,11 @@ class FreeswitchSettings:
     # (outbound ESL): dialplan/freeswitch/ctl.xml connects here.
     outbound_host: str = "127.0.0.1"
     outbound_port: int = 8084
+    # The dialplan sets ctl_token to this before `socket`: a connection without it is
+    # refused (freeswitch_conf/ renders it from CTL_FREESWITCH_OUTBOUND_SECRET).
+    outbound_secret: str = ""
+    # Peers allowed to connect to the outbound socket (the FreeSWITCH host).
+    outbound_allow: tuple[str, ...] = ("127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
@@ -87,6 +93,15 @@ class MonitorSettings:
     # The FastAGI server of `ctl serve`, asked by the feature-code dialplan.
     agi_host: str = "127.0.0.1"
     agi_port: int = 4573
+    # The secret path segment of CTL_AGI (agi://host:port/<secret>/monitor), set at
+    # install: a FastAGI request without it is refused.
+    agi_secret: str = ""
+    # Peers allowed to connect to the FastAGI server (the Asterisk host).
+    agi_allow: tuple[str, ...] = ("127.0.0.1", "::1")
+    # Feature-code connections served at once; more are refused (closed at once).
+    max_connections: int = 64
+    # A spy or recording ctl did not start: hang it up (default) or only log it.
+    foreign_spy: str = "hangup"
     # Dialplan context that runs ChanSpy for a session (dialplan/asterisk/ctl-monitor.conf).
     spy_context: str = "ctl-monitor-spy"
     # Seconds the supervisor's phone may ring for a session started from the CLI.
@@ -122,6 +137,7 @@ class RecordingSettings:
 
 
 RECORDING_POLICIES = ("always", "on-demand", "never")
+FOREIGN_SPY_ACTIONS = ("hangup", "log")
 
 
 @dataclass(frozen=True)
@@ -303,6 +319,17 @@ def _check_values(settings: Settings) -> None:
         if unknown:
             raise ConfigError(f"[monitor] {role}: unknown mode {sorted(unknown)[0]!r} (listen, whisper, barge)")
     check_header_value(settings.monitor.spy_context, "[monitor] spy_context")
+    if settings.monitor.foreign_spy not in FOREIGN_SPY_ACTIONS:
+        raise ConfigError(f"[monitor] foreign_spy: expected hangup or log, got {settings.monitor.foreign_spy!r}")
+    if settings.monitor.max_connections < 1:
+        raise ConfigError("[monitor] max_connections: expected at least 1")
+    for where, addresses in (("[monitor] agi_allow", settings.monitor.agi_allow),
+                             ("[freeswitch] outbound_allow", freeswitch.outbound_allow)):
+        for address in addresses:
+            try:
+                ipaddress.ip_network(address, strict=False)
+            except ValueError:
+                raise ConfigError(f"{where}: {address!r} is not an IP address or network") from None
     if not 1 <= settings.monitor.agi_port <= 65535:
         raise ConfigError(f"[monitor] agi_port: expected 1-65535, got {settings.monitor.agi_port}")
     recording = settings.recording

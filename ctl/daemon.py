@@ -13,7 +13,8 @@ from ctl.config import Settings
 from ctl.errors import ConfigError, SwitchUnreachable
 from ctl.freeswitch.outbound import OutboundFeatureCodes
 from ctl.freeswitch.switch import FreeswitchSwitch
-from ctl.pbx import configured_nodes, handled_by, make_switch, trunks_of
+from ctl.live import LiveChannels
+from ctl.pbx import check_feature_code_secret, configured_nodes, handled_by, make_switch, trunks_of
 from ctl.services.calls import CallTracker
 from ctl.services.monitoring import MonitorTracker
 from ctl.services.operators import StatusTracker
@@ -32,6 +33,7 @@ class _Stack:
 
     switch: Switch
     tracker: CallTracker
+    monitors: MonitorTracker
     recordings: RecordingTracker
     statuses: StatusTracker
     queues: QueueSync
@@ -39,11 +41,19 @@ class _Stack:
 
 
 def _stack(store: Store, settings: Settings, switch: Switch) -> _Stack:
+    live = LiveChannels(switch)
     tracker = CallTracker(store, switch, settings)
-    monitors = MonitorTracker(store, switch, tracker.legs)
-    recordings = RecordingTracker(store, switch, settings, tracker.leg_ids, tracker.state_of, tracker.bridge_of)
+
+    def names(channel_id: str) -> str | None:
+        channel = live.get(channel_id)
+        return None if channel is None else channel.name
+
+    monitors = MonitorTracker(store, switch, tracker.legs, settings.monitor, names)
+    recordings = RecordingTracker(store, switch, settings, tracker.leg_ids, tracker.state_of, tracker.bridge_of,
+                                  names)
     # In this order for every event: a session's end reason and the recording
     # policy read the call's state.
+    switch.subscribe(live.handle)  # first: the feature-code servers believe only what it holds
     switch.subscribe(tracker.handle)
     switch.subscribe(monitors.handle)
     switch.subscribe(recordings.handle)
@@ -53,13 +63,30 @@ def _stack(store: Store, settings: Settings, switch: Switch) -> _Stack:
     switch.subscribe(queues.handle)
     feature_codes: FeatureCodeServer | OutboundFeatureCodes
     if isinstance(switch, FreeswitchSwitch):
-        feature_codes = OutboundFeatureCodes(store, settings, switch, tracker.legs)
+        feature_codes = OutboundFeatureCodes(store, settings, switch, tracker.legs, live)
     else:
-        feature_codes = FeatureCodeServer(store, settings, switch, tracker.legs)
-    return _Stack(switch, tracker, recordings, statuses, queues, feature_codes)
+        feature_codes = FeatureCodeServer(store, settings, switch, tracker.legs, live)
+    return _Stack(switch, tracker, monitors, recordings, statuses, queues, feature_codes)
+
+
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]", "*")
+
+
+def _warn_wildcard_binds(settings: Settings) -> None:
+    """Servers bind to loopback by default; a wider bind is allowed but said out loud."""
+    binds = [("[monitor] agi_host", settings.monitor.agi_host)]
+    if settings.freeswitch.host:
+        binds.append(("[freeswitch] outbound_host", settings.freeswitch.outbound_host))
+    for where, host in binds:
+        if host in WILDCARD_HOSTS:
+            log.warning("%s = %r listens on every interface: anything that reaches it must also pass the "
+                        "peer allowlist and the secret; prefer loopback or one address", where, host)
 
 
 async def serve(settings: Settings) -> None:
+    for node in configured_nodes(settings):
+        check_feature_code_secret(settings, node)
+    _warn_wildcard_binds(settings)
     store = Store(settings.database.url)
     stacks = [_stack(store, settings, make_switch(settings, node)) for node in configured_nodes(settings)]
     if not stacks:
@@ -124,6 +151,7 @@ async def _every_second(stacks: list[_Stack], tasks: TaskScheduler) -> None:
             now = datetime.now(UTC)
             for stack in stacks:
                 await asyncio.to_thread(stack.statuses.tick, now)
+                await asyncio.to_thread(stack.monitors.tick, now)
                 await stack.queues.tick()
             await tasks.tick(now)
         except Exception:  # a store hiccup must not stop serve: next second tries again

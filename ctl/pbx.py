@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ctl.config import Settings
-from ctl.errors import ConfigError
+from ctl.errors import ConfigError, ValidationError
 from ctl.switch import Switch
+from ctl.validation import check_path_token
 
 # Dial-string technologies of each PBX (the part before the first '/').
 ASTERISK_TECHNOLOGIES = frozenset({"PJSIP", "SIP", "IAX2", "DAHDI", "Local", "Motif", "WebRTC"})
@@ -72,3 +73,16 @@ def make_switch(settings: Settings, node: str | None = None) -> Switch:
 
         return AsteriskSwitch(settings.asterisk, spy_context=settings.monitor.spy_context)
     raise ConfigError(f"node {node!r} is not configured here (configured: {', '.join(configured_nodes(settings))})")
+
+
+def check_feature_code_secret(settings: Settings, node: str) -> None:
+    """The secret the PBX's dialplan presents to ctl serve's feature-code server."""
+    try:
+        if settings.freeswitch.host and node == settings.freeswitch.node:
+            check_path_token(settings.freeswitch.outbound_secret, "[freeswitch] outbound_secret",
+                             "CTL_FREESWITCH_OUTBOUND_SECRET, the ctl_token the dialplan sets")
+        else:
+            check_path_token(settings.monitor.agi_secret, "[monitor] agi_secret",
+                             "CTL_MONITOR_AGI_SECRET; install-conf wrote it to the secrets file as agi=…")
+    except ValidationError as error:
+        raise ConfigError(str(error)) from None

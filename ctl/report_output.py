@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -51,17 +52,41 @@ def plain_rows(report: Report) -> list[dict[str, Any]]:
     return [{c.key: _plain(report, c, row.get(c.key)) for c in report.columns} for row in report.rows]
 
 
+# A spreadsheet takes a cell starting with one of these for a formula (=HYPERLINK(…) in a
+# name is CSV injection): OWASP's advice is a leading single quote.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A text cell, defused if it would start a formula; numbers (negative ones too) stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def as_csv(header: list[str], rows: Iterable[list[Any]]) -> str:
+    """CSV lines ending in "\n". The writer's terminator is "\r\n" so that it quotes a cell
+    holding a lone "\r" too (with "\n" alone it would not, and the row would break in two);
+    each row's own terminator is then made "\n", as the other formats end their lines."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    lines = []
+    for values in (header, *rows):
+        writer.writerow(values)
+        lines.append(buffer.getvalue().removesuffix("\r\n"))
+        buffer.seek(0)
+        buffer.truncate()
+    return "\n".join(lines)
+
+
 def render(report: Report, fmt: str) -> str:
     if fmt == "json":
         return json.dumps({"report": report.name, "from": report.period.first.isoformat(),
                            "to": report.period.last.isoformat(), "tz": report.period.zone_name,
                            "rows": plain_rows(report)}, ensure_ascii=False)
     if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, [c.key for c in report.columns], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(plain_rows(report))
-        return buffer.getvalue().rstrip("\n")
+        return as_csv([c.key for c in report.columns],
+                      ([csv_safe(row[c.key]) for c in report.columns] for row in plain_rows(report)))
     title = (f"{report.name} report, {report.period.first} to {report.period.last} "
              f"({report.period.zone_name})")
     if not report.rows:

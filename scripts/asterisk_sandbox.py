@@ -112,12 +112,15 @@ def render_tree(dest: Path, settings: dict[str, str], secrets_path: Path) -> dic
     dest.mkdir(parents=True, exist_ok=True)
     sources = [(p, dest / p.name) for p in sorted(CONF_DIR.glob("*.conf"))]
     sources += [(p, dest / "dialplan" / "asterisk" / p.name) for p in sorted(DIALPLAN_DIR.glob("*.conf"))]
+    group = _asterisk_group()
     for source, target in sources:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Comment lines may mention tokens; they are left as written.
         lines = source.read_text().splitlines(keepends=True)
-        target.write_text("".join(line if line.lstrip().startswith(";") else TOKEN.sub(substitute, line)
-                                  for line in lines))
+        text = "".join(line if line.lstrip().startswith(";") else TOKEN.sub(substitute, line) for line in lines)
+        # A file holding a secret (AMI, phone passwords, the FastAGI path) is readable by
+        # its owner and the asterisk group only; the others by everyone, as Debian ships them.
+        _write_file(target, text, 0o640 if _has_secret(lines) else 0o644, group)
     secrets_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(secrets_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -125,6 +128,36 @@ def render_tree(dest: Path, settings: dict[str, str], secrets_path: Path) -> dic
         for key in sorted(known):
             handle.write(f"{key}={known[key]}\n")
     return used
+
+
+def _has_secret(lines: list[str]) -> bool:
+    return any("@SECRET:" in line and not line.lstrip().startswith(";") for line in lines)
+
+
+def _asterisk_group() -> int | None:
+    """The host's asterisk group, if it has one (a real deployment); None in a bare host."""
+    try:
+        import grp
+
+        return grp.getgrnam("asterisk").gr_gid
+    except (ImportError, KeyError):
+        return None
+
+
+def _write_file(path: Path, text: str, mode: int, group: int | None) -> None:
+    """Write through a new file created with `mode` (never readable by others in between)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.new")
+    temporary.unlink(missing_ok=True)
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.chmod(temporary, mode)  # the umask may have taken bits away
+    if group is not None and mode & 0o070:
+        try:
+            os.chown(temporary, -1, group)
+        except PermissionError:
+            pass  # not root: the owner still reads it
+    os.replace(temporary, path)
 
 
 def _derived(settings: dict[str, str]) -> dict[str, str]:
@@ -321,6 +354,9 @@ class Instance:
             "CTL_ASTERISK_PORT": settings["AMI_PORT"],
             "CTL_ASTERISK_USERNAME": "ctl",
             "CTL_ASTERISK_SECRET": load_secrets(self.secrets_file)["ami"],
+            "CTL_MONITOR_AGI_HOST": settings["AGI_HOST"],
+            "CTL_MONITOR_AGI_PORT": settings["AGI_PORT"],
+            "CTL_MONITOR_AGI_SECRET": load_secrets(self.secrets_file)["agi"],
         }
 
 
@@ -373,7 +409,10 @@ def main(argv: list[str] | None = None) -> int:
                                                  "CLIENTS_PORT": "5060", "SYSTEM_NAME": "ctl"})
             secrets_path = args.secrets or args.dest / "ctl-secrets"
             render_tree(args.dest, settings, secrets_path)
-            print(f"installed into {args.dest}; secrets in {secrets_path} (mode 600)")
+            print(f"installed into {args.dest}; secrets in {secrets_path} (mode 600): give ctl "
+                  "CTL_ASTERISK_SECRET=<ami> and CTL_MONITOR_AGI_SECRET=<agi> from it; files holding "
+                  "secrets are mode 640" + ("" if _asterisk_group() is not None else
+                                            " (no asterisk group here: run Asterisk as their owner)"))
         else:
             instance = Instance(args.state, args.cache)
             if args.command == "start":

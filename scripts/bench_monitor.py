@@ -92,7 +92,8 @@ def main() -> int:
     secrets = secrets_of(work / "asterisk")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTL_")}
     env.update({"CTL_DATABASE_URL": f"sqlite:///{work / 'ctl.db'}", "CTL_ASTERISK_PORT": str(ami),
-                "CTL_ASTERISK_SECRET": secrets["ami"], "CTL_MONITOR_AGI_PORT": str(agi), "CTL_LOG_LEVEL": "warning"})
+                "CTL_ASTERISK_SECRET": secrets["ami"], "CTL_MONITOR_AGI_PORT": str(agi),
+                "CTL_MONITOR_AGI_SECRET": secrets["agi"], "CTL_LOG_LEVEL": "warning"})
     phones: list[SippPhone] = []
     serve = None
     try:

@@ -73,6 +73,8 @@ def main() -> int:
             "CTL_DATABASE_URL": f"sqlite:///{work / 'ctl.db'}",
             "CTL_ASTERISK_PORT": str(ami_port),
             "CTL_ASTERISK_SECRET": secrets_of(work / "asterisk")["ami"],
+            # The FastAGI path secret the dialplan presents to ctl serve (agi= in the secrets file).
+            "CTL_MONITOR_AGI_SECRET": secrets_of(work / "asterisk")["agi"],
             "CTL_LOG_FORMAT": "text",
             # Asterisk writes recordings inside its root; ctl reads them from the host.
             "CTL_RECORDING_DIRECTORY": str(work / "asterisk" / "spool" / "recordings"),
@@ -80,7 +82,7 @@ def main() -> int:
         })
         say("2. Point ctl at it (environment variables override ctl.toml) and create the store")
         print(f"  CTL_DATABASE_URL={env['CTL_DATABASE_URL']}\n  CTL_ASTERISK_PORT={ami_port}  "
-              "CTL_ASTERISK_SECRET=<generated at install, in the sandbox's secrets file>\n"
+              "CTL_ASTERISK_SECRET, CTL_MONITOR_AGI_SECRET=<generated at install, in the sandbox's secrets file>\n"
               f"  CTL_RECORDING_DIRECTORY={env['CTL_RECORDING_DIRECTORY']}")
         ctl(env, "db", "upgrade")
 

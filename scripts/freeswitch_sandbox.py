@@ -68,6 +68,7 @@ class FreeswitchSandbox:
         shutil.copytree(CONF_DIR, conf, symlinks=False)  # the dialplan symlink becomes a file
         settings = {
             "CTL_FREESWITCH_PASSWORD": secrets.token_urlsafe(12),
+            "CTL_FREESWITCH_OUTBOUND_SECRET": secrets.token_urlsafe(24),
             "CTL_FREESWITCH_PHONE_PASSWORD": secrets.token_urlsafe(9),
             "CTL_FREESWITCH_PORT": str(ports["esl"]),
             "CTL_FREESWITCH_OUTBOUND_HOST": "127.0.0.1",

@@ -9,7 +9,11 @@ ActionID) and event dispatch. Three of its behaviours are replaced here:
 - waiting: every action has a timeout (panoramisk can wait forever, issue #54).
 
 Events are translated in order and handed to subscribers from one task, so a
-slow or failing handler never stalls or kills the reader.
+slow or failing handler never stalls or kills the reader. Each message is read on
+its own guard: a malformed one (a duplicated Event header made panoramisk raise
+inside data_received and drop the link) is counted, logged on one line and skipped.
+The event queue is bounded (ctl.dispatch): when it fills, the socket is not read
+until the handlers catch up, and the messages already read wait in the splitter.
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from ctl.asterisk import actions
 from ctl.asterisk.frames import FrameSplitter, FrameTooLarge
 from ctl.asterisk.translate import MissingHeader, channel_info, translate
 from ctl.config import AsteriskSettings
-from ctl.dispatch import EventDispatch
+from ctl.dispatch import DispatchStats, EventDispatch
 from ctl.errors import ActionFailed, ActionTimeout, AuthenticationFailed, SwitchError, SwitchUnreachable
 from ctl.model import ChannelInfo, MonitorMode, OriginateRequest, RecordingOptions, SpyRequest
 from ctl.switch import EventHandler
+from ctl.validation import check_login_secret
 
 log = logging.getLogger("ctl.asterisk")
 PING_INTERVAL = 10.0
@@ -45,31 +50,107 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+class MalformedMessage(Exception):
+    pass
+
+
+# Headers panoramisk reads as one string: given twice it makes a list of them and fails on it.
+SINGLE_HEADERS = ("Event", "Response", "ActionID", "CommandID")
+
+
+def parse_message(block: str) -> Message | None:
+    """One AMI message (text from FrameSplitter) as panoramisk's Message; None for one that is
+    neither an event nor a response (panoramisk ignores those too)."""
+    message = Message.from_line(block)
+    if message is None:
+        return None
+    for key in SINGLE_HEADERS:
+        value = message.get(key)
+        if isinstance(value, list):
+            raise MalformedMessage(f"{key} header given {len(value)} times")
+    return message
+
+
+def _excerpt(block: str) -> str:
+    return repr(block.partition("\r\n")[0][:80])
+
+
 class _Protocol(AMIProtocol):  # type: ignore[misc]
-    """panoramisk's protocol, reading whole messages split on bytes."""
+    """panoramisk's protocol, reading whole messages split on bytes, each on its own guard.
+
+    Messages are handled one at a time; when the event queue asks to wait (pause_reading),
+    the rest stay in the splitter and the socket is not read until resume_reading."""
+
+    def __init__(self, manager: Any = None, events: EventDispatch | None = None) -> None:
+        super().__init__()
+        self._manager = manager
+        self.events = events
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
+        if self._manager is not None:  # before the first byte: an event may come with the greeting
+            self.factory = self._manager
+            self.log = self._manager.log
+        self.encoding = "utf-8"
+        self.version: str | None = None
         self.splitter = FrameSplitter()
+        self.paused = False
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.events is not None:
+            self.events.attach(self)
 
     def data_received(self, data: bytes) -> None:
+        self.splitter.push(data)
+        self._read()
+
+    def _read(self) -> None:
+        """Handle the whole messages read so far, until there are none or the event queue is full."""
+        while not self.paused:
+            try:
+                block = self.splitter.pop()
+            except FrameTooLarge as error:
+                log.error("closing AMI connection: %s", error)
+                self.transport.close()
+                return
+            if self.splitter.greeting and not self.version:
+                self.version = self.splitter.greeting.partition("/")[2]
+            if block is None:
+                return
+            self._handle(block)
+
+    def _handle(self, block: str) -> None:
         try:
-            blocks = self.splitter.feed(data)
-        except FrameTooLarge as error:
-            log.error("closing AMI connection: %s", error)
-            self.transport.close()
-            return
-        if self.splitter.greeting and not getattr(self, "version", None):
-            self.version: str | None = self.splitter.greeting.partition("/")[2]
-        for block in blocks:
-            message = Message.from_line(block)
+            message = parse_message(block)
             if message is not None:
                 self.handle_message(message)
+        except Exception as error:  # one bad message must not take the connection (and the rest) down
+            if self.events is not None:
+                self.events.stats.malformed += 1
+            reason = str(error) if isinstance(error, MalformedMessage) else f"{type(error).__name__}: {error}"
+            log.warning("skipped a malformed AMI message: %s; it began %s", " ".join(reason.split()),
+                        _excerpt(block))
+
+    def pause_reading(self) -> None:
+        self.paused = True
+        self.transport.pause_reading()  # a no-op on a closing transport
+
+    def resume_reading(self) -> None:
+        self.paused = False
+        self._read()
+        if self.paused:
+            return
+        if self.closed:
+            self._set_lost()  # the link dropped while messages waited here: they are all handled now
+        else:
+            self.transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail_pending(SwitchUnreachable("connection to Asterisk lost"))
         self.closed = True
+        if not self.paused:  # else resume_reading reports it, after the messages read before the loss
+            self._set_lost()
+
+    def _set_lost(self) -> None:
         if not self.lost.done():
             self.lost.set_result(None)
 
@@ -132,27 +213,32 @@ class AsteriskSwitch:
         """Wait until every event received so far has been handled (for tests and shutdown)."""
         await self._events.drain()
 
+    @property
+    def stats(self) -> DispatchStats:
+        """Events delayed by back-pressure, dropped, and AMI messages skipped as malformed."""
+        return self._events.stats
+
     # -- connection --------------------------------------------------------------------
     @property
     def connected(self) -> bool:
         return self._protocol is not None and not self._protocol.closed
 
     async def connect(self) -> None:
+        check_login_secret(self.settings.secret, "[asterisk] secret",
+                           "CTL_ASTERISK_SECRET; install-conf wrote it to the secrets file as ami=…")
         self._events.start()
         host, port = self.settings.host, self.settings.port
         loop = asyncio.get_running_loop()
         try:
-            _, protocol = await asyncio.wait_for(loop.create_connection(_Protocol, host, port),
-                                                 self.settings.connect_timeout)
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(lambda: _Protocol(self._manager, self._events), host, port),
+                self.settings.connect_timeout)
         except TimeoutError:
             raise SwitchUnreachable(f"cannot reach Asterisk AMI at {host}:{port}: "
                                     f"no answer within {self.settings.connect_timeout:g} s") from None
         except OSError as error:
             reason = os.strerror(error.errno) if error.errno else str(error)
             raise SwitchUnreachable(f"cannot reach Asterisk AMI at {host}:{port}: {reason.lower()}") from None
-        protocol.factory = self._manager
-        protocol.log = self._manager.log
-        protocol.encoding = "utf-8"
         self._manager.loop = loop
         self._manager.protocol = protocol
         self._protocol = protocol
@@ -203,9 +289,13 @@ class AsteriskSwitch:
         """A half-open TCP link shows only as unanswered pings: close it so run() reconnects."""
         while self.connected:
             await asyncio.sleep(PING_INTERVAL)
+            episodes = self._events.stats.delayed
             try:
                 await self._send(actions.ping())
-            except SwitchError:
+            except SwitchError as error:
+                held = self._events.paused or self._events.stats.delayed != episodes
+                if isinstance(error, ActionTimeout) and held:
+                    continue  # not read rather than not answered: the reply waits behind unread events
                 if self._protocol is not None:
                     self._protocol.close()
                     if not self._protocol.lost.done():

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from ctl import events as ev
 from ctl.model import ChannelInfo, ChannelState, HangupCause
+from ctl.validation import small_number
 
 _ENDPOINT = re.compile(r"^[A-Za-z0-9]+/(?P<endpoint>[^;@]+?)-[0-9a-f]{8}$")
 # Asterisk channel states (ast_state): 4 Ring = a call is arriving, 5 Ringing =
@@ -67,9 +68,10 @@ def endpoint_of(channel_name: str) -> str | None:
 
 
 def cause_of(code: str | None) -> tuple[HangupCause, int | None]:
-    if code is None or not code.isdigit():
+    """A Q.850 cause (0-127): anything else is unknown, never a number the store cannot hold."""
+    number = small_number(code, 3)
+    if number is None or number > 127:
         return HangupCause.UNKNOWN, None
-    number = int(code)
     return HangupCause.from_q850(number), number
 
 

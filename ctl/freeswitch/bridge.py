@@ -72,6 +72,13 @@ def split_event_body(headers: dict[str, str]) -> EventData:
     return EventData(fixed, body)
 
 
+# Back-pressure (ctl.dispatch): events handed to asyncio and not yet taken are bounded, and so is
+# greenswitch's own queue, so when ctl's handlers fall behind greenswitch's reader stops and the
+# events wait in FreeSWITCH's socket instead of in memory.
+IN_FLIGHT = 64
+ESL_QUEUE = 256
+
+
 class EslBridge:
     """One inbound ESL connection (ctl → FreeSWITCH) on its own gevent thread."""
 
@@ -91,6 +98,9 @@ class EslBridge:
         self._pending: set[asyncio.Future[Reply]] = set()
         self.lost: asyncio.Future[str] | None = None
         self.connected = False
+        self._flowing = threading.Event()  # cleared while ctl's event queue is full
+        self._flowing.set()
+        self._slots = threading.BoundedSemaphore(IN_FLIGHT)
 
     # -- asyncio side ------------------------------------------------------------------
     async def connect(self) -> None:
@@ -162,11 +172,20 @@ class EslBridge:
         if self.lost is not None and not self.lost.done():
             self.lost.set_result(reason)
 
+    def pause_reading(self) -> None:
+        """ctl's event queue is full: hold events back (ctl.dispatch.Reader)."""
+        self._flowing.clear()
+
+    def resume_reading(self) -> None:
+        self._flowing.set()
+
     def _deliver(self, event: EventData) -> None:
         try:
             self._on_event(event)
         except Exception:  # a failing consumer must never stop the reader
             log.exception("ESL event handler failed on %s", event.name)
+        finally:
+            self._slots.release()
 
     # -- gevent thread --------------------------------------------------------------------
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
@@ -207,9 +226,12 @@ class EslBridge:
 
     def _run_connection(self, ready: asyncio.Future[None]) -> None:
         import gevent
+        import gevent.queue
         from greenswitch.esl import InboundESL, NotConnectedError
 
         esl = InboundESL(self.host, self.port, self.password, timeout=self.connect_timeout)
+        # Bounded: when ctl holds events back, greenswitch's reader blocks here and stops reading.
+        esl._esl_event_queue = gevent.queue.Queue(maxsize=ESL_QUEUE)  # noqa: SLF001 - no public knob
         esl.register_handle("*", self._on_esl_event)
         try:
             with gevent.Timeout(self.connect_timeout):
@@ -292,7 +314,14 @@ class EslBridge:
         self._post(self._settle, future, reply)
 
     def _on_esl_event(self, event: Any) -> None:
+        import gevent
+
         headers = dict(event.headers)
         if headers.get("Content-Type") == "text/disconnect-notice":
             return  # the reader's end reports the loss
+        # Wait (this greenlet only) while ctl's queue is full or enough events are in flight.
+        while not (self._flowing.is_set() and self._slots.acquire(blocking=False)):
+            if self._stop is not None and self._stop.is_set():
+                return
+            gevent.sleep(0.01)
         self._post(self._deliver, split_event_body(headers))

@@ -55,10 +55,21 @@ def parse_headers(block: str, decode: bool = False) -> dict[str, str]:
     return headers
 
 
+def _length(text: str) -> int | None:
+    """A Content-Length: a few ASCII digits ("²".isdigit() is true and int() refuses it;
+    int() of more than 4300 digits raises too)."""
+    text = text.strip()
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 18 else None
+
+
 @dataclass
 class MessageReader:
-    """Feed bytes as they arrive; get back every message they complete."""
+    """Feed bytes as they arrive; get back every message they complete.
 
+    A header block (with its blank line) longer than `limit`, or a body announced longer,
+    is FrameError, however the stream was cut: what waits for its end stays under `limit`."""
+
+    limit: int = MAX_MESSAGE
     _buffer: bytearray = field(default_factory=bytearray)
     _pending: dict[str, str] | None = None  # headers read, body still arriving
     _needed: int = 0
@@ -72,23 +83,30 @@ class MessageReader:
                 while self._buffer[:1] == b"\n":
                     del self._buffer[:1]
                 end = self._buffer.find(HEADER_END)
-                if end < 0:
-                    if len(self._buffer) > MAX_MESSAGE:
-                        raise FrameError("header block too large")
+                if end < 0 and len(self._buffer) < self.limit:
                     return messages
+                if end < 0 or end + len(HEADER_END) > self.limit:
+                    self._buffer.clear()  # the framing is lost: nothing after this can be trusted
+                    raise FrameError("header block too large")
                 block = bytes(self._buffer[:end]).decode("utf-8", "replace")
                 del self._buffer[:end + len(HEADER_END)]
-                self._pending = parse_headers(block)
-                length = self._pending.get("Content-Length", "0").strip() or "0"
-                if not length.isdigit() or int(length) > MAX_MESSAGE:
-                    raise FrameError(f"bad Content-Length {length!r}")
-                self._needed = int(length)
+                headers = parse_headers(block)
+                text = headers.get("Content-Length", "0")
+                length = _length(text) if text.strip() else 0
+                if length is None or length > self.limit:
+                    raise FrameError(f"bad Content-Length {text[:40]!r}")
+                self._pending, self._needed = headers, length
             if len(self._buffer) < self._needed:
                 return messages
             body = bytes(self._buffer[:self._needed])
             del self._buffer[:self._needed]
             messages.append(Message(self._pending, body))
             self._pending, self._needed = None, 0
+
+    @property
+    def pending(self) -> int:
+        """Bytes read and not yet part of a message."""
+        return len(self._buffer)
 
 
 @dataclass(frozen=True)
@@ -107,9 +125,9 @@ def parse_plain_event(body: bytes) -> EventData:
     text = body.decode("utf-8", "replace")
     block, _sep, rest = text.partition("\n\n")
     headers = parse_headers(block, decode=True)
-    length = headers.get("Content-Length")
-    if length is not None and length.isdigit():
-        payload = rest.encode("utf-8")[:int(length)].decode("utf-8", "replace")
+    length = _length(headers.get("Content-Length") or "")
+    if length is not None:
+        payload = rest.encode("utf-8")[:length].decode("utf-8", "replace")
         return EventData(headers, payload)
     return EventData(headers)
 

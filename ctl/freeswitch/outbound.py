@@ -8,25 +8,34 @@ monitor per call) and only then tells the channel to eavesdrop on the operator's
 leg. Anything unexpected — a refusal, a missing variable, the store down, a crash
 here — hangs the supervisor's call up: the code fails closed.
 
-The caller is the directory user FreeSWITCH authenticated (`variable_user_name`), never
-a caller id, which a phone can set to anything. During the session the supervisor's
-digits 4/5/6 (listen/whisper/barge) are bound with bind_digit_action (eavesdrop's own
-DTMF handling is off) and applied only if the role allows the mode.
+Who is believed: a connection is served only from an address in [freeswitch]
+outbound_allow (loopback by default), carrying the dialplan's `ctl_token` (the
+install-time [freeswitch] outbound_secret), for a channel the inbound event socket
+announced to ctl — alive now, with exactly that name, a sofia leg of a phone. The
+caller is that leg's directory user (`variable_user_name`, which must agree with the
+leg ctl follows), never a caller id, which a phone can set to anything. Connections
+served at once are capped ([monitor] max_connections); a failure is one warning line.
+During the session the supervisor's digits 4/5/6 (listen/whisper/barge) are bound with
+bind_digit_action (eavesdrop's own DTMF handling is off) and applied only if the role
+allows the mode.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Callable
 from urllib.parse import unquote
 
 from ctl.asterisk.actions import DTMF_MODES
+from ctl.asterisk.agi import ANNOUNCE_TIMEOUT, peer_allowed
 from ctl.config import Settings
 from ctl.errors import ConfigError, CtlError, Forbidden
 from ctl.freeswitch import commands
 from ctl.freeswitch.frames import FrameError, Message, MessageReader, encode_command, parse_plain_event
 from ctl.freeswitch.switch import FreeswitchSwitch
+from ctl.live import LiveChannel, LiveChannels
 from ctl.model import MonitorMode
 from ctl.services import monitoring
 from ctl.store.engine import Store
@@ -82,14 +91,23 @@ class OutboundSession:
         await self.command("sendmsg", {"call-command": "hangup", "hangup-cause": cause})
 
 
+class Refused(Exception):
+    """A connection ctl will not serve: one warning line, then the call is hung up."""
+
+
 class OutboundFeatureCodes:
-    def __init__(self, store: Store, settings: Settings, switch: FreeswitchSwitch, legs: Legs) -> None:
+    def __init__(self, store: Store, settings: Settings, switch: FreeswitchSwitch, legs: Legs,
+                 live: LiveChannels) -> None:
         self.store = store
         self.settings = settings
         self.switch = switch
         self.node = switch.node
         self.legs = legs  # the live legs of a call, from ctl serve's CallTracker
+        self.live = live  # every live channel, as the inbound event socket announced them
+        self.trunks = set(settings.freeswitch.trunks)
         self._server: asyncio.Server | None = None
+        self.active = 0
+        self.refused = 0
 
     @property
     def port(self) -> int:
@@ -112,23 +130,56 @@ class OutboundFeatureCodes:
             await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if self.active >= self.settings.monitor.max_connections:
+            self._refused(peer, f"{self.active} connections already served ([monitor] max_connections)")
+            writer.close()
+            return
+        self.active += 1
         call = OutboundSession(reader, writer)
         try:
+            if not peer_allowed(peer, self.settings.freeswitch.outbound_allow):
+                raise Refused("peer not in [freeswitch] outbound_allow")
             reply = await call.command("connect")
             if reply is None:
-                log.warning("feature code: FreeSWITCH sent no channel data")
-                return
+                raise Refused(f"no channel data within {CONNECT_TIMEOUT:g} s")
             # The reply to connect is the channel's data, values URL-encoded like an event's.
             channel = {key: unquote(value) for key, value in reply.headers.items()}
+            token = channel.get("variable_ctl_token", "")
+            secret = self.settings.freeswitch.outbound_secret
+            if not secret or not hmac.compare_digest(token.encode(), secret.encode()):
+                raise Refused("wrong or missing ctl_token")
             await self._monitor(call, channel)
-        except (FrameError, ConnectionError, CtlError) as error:
-            log.warning("feature code failed: %s", error)
+        except Refused as refusal:
+            self._refused(peer, str(refusal))
             await self._refuse_quietly(call)
-        except Exception:
-            log.exception("feature code failed")
+        except (FrameError, ConnectionError, CtlError, TimeoutError) as error:
+            log.warning("feature code failed: %s", error or type(error).__name__)
+            await self._refuse_quietly(call)
+        except Exception as error:  # a bug here must not spill a traceback per call
+            log.error("feature code failed: %s: %s", type(error).__name__, error)
             await self._refuse_quietly(call)
         finally:
+            self.active -= 1
             writer.close()
+
+    def _refused(self, peer: object, why: str) -> None:
+        self.refused += 1
+        log.warning("outbound ESL connection refused: %s", why, extra={"fields": {"peer": str(peer)}})
+
+    async def _caller(self, channel: dict[str, str]) -> LiveChannel:
+        """The supervisor's leg as the inbound event socket announced it, never as the connection claims."""
+        uuid, name = channel.get("Unique-ID", ""), channel.get("Channel-Name", "")
+        commands.uuid(uuid, "supervisor's channel")
+        live = await self.live.wait_for(uuid, ANNOUNCE_TIMEOUT)
+        if live is None or live.name != name:
+            raise Refused(f"channel {name[:80]!r} ({uuid}) is not a live channel of this PBX")
+        user = channel.get("variable_user_name")
+        if not live.name.startswith("sofia/") or not user or live.endpoint != user:
+            raise Forbidden(f"channel {live.name!r} is not an authenticated phone's leg")
+        if user in self.trunks:
+            raise Forbidden("a client's line cannot use feature codes")
+        return live
 
     @staticmethod
     async def _refuse_quietly(call: OutboundSession) -> None:
@@ -140,16 +191,13 @@ class OutboundFeatureCodes:
             log.debug("could not hang up the refused call")
 
     async def _monitor(self, call: OutboundSession, channel: dict[str, str]) -> None:
-        spy_uuid = channel.get("Unique-ID", "")
         mode_text = channel.get("variable_ctl_monitor_mode", "")
         operator_ext = channel.get("variable_ctl_monitor_operator", "")
         supervisor_ext: str | None = None
         try:
-            commands.uuid(spy_uuid, "supervisor's channel")
-            user = channel.get("variable_user_name")
-            if not user:
-                raise Forbidden(f"channel {channel.get('Channel-Name')!r} is not an authenticated phone")
-            supervisor_ext = check_extension(user)
+            caller = await self._caller(channel)
+            spy_uuid = caller.channel_id
+            supervisor_ext = check_extension(caller.endpoint or "")
             mode = monitoring.parse_mode(mode_text)
             approved = await asyncio.to_thread(self._approve, supervisor_ext, operator_ext, mode)
             target = self.switch.channel_uuid(monitoring.target_channel(approved,
@@ -157,8 +205,8 @@ class OutboundFeatureCodes:
             await asyncio.to_thread(monitoring.open_session, self.store, self.node, approved, spy_uuid, False,
                                     "feature_code")
         except CtlError as error:
-            log.warning("monitor refused", extra={"fields": {"by": supervisor_ext, "operator": operator_ext,
-                                                             "mode": mode_text, "reason": error.kind,
+            log.warning("monitor refused", extra={"fields": {"by": supervisor_ext, "operator": operator_ext[:32],
+                                                             "mode": mode_text[:16], "reason": error.kind,
                                                              "detail": str(error), "source": "feature_code"}})
             await call.hangup()
             return

@@ -26,6 +26,7 @@ from ctl.freeswitch.frames import EventData
 from ctl.freeswitch.translate import CAUSES, MissingHeader, Translator, bridged_pairs, channels_from_json, event_time
 from ctl.model import ChannelInfo, HangupCause, MonitorMode, OriginateRequest, RecordingOptions, SpyRequest
 from ctl.switch import EventHandler
+from ctl.validation import check_login_secret
 
 log = logging.getLogger("ctl.freeswitch")
 EVENTS = ("CHANNEL_CREATE CHANNEL_PROGRESS CHANNEL_PROGRESS_MEDIA CHANNEL_ANSWER CHANNEL_BRIDGE CHANNEL_UNBRIDGE "
@@ -97,6 +98,7 @@ class FreeswitchSwitch:
     async def connect(self) -> None:
         if not self.settings.host:
             raise SwitchUnreachable("no FreeSWITCH configured ([freeswitch] host / CTL_FREESWITCH_HOST)")
+        check_login_secret(self.settings.password, "[freeswitch] password", "CTL_FREESWITCH_PASSWORD")
         self._events.start()
         bridge = EslBridge(self.settings.host, self.settings.port, self.settings.password, self._on_event,
                            connect_timeout=self.settings.connect_timeout,
@@ -107,6 +109,7 @@ class FreeswitchSwitch:
             raise AuthenticationFailed(f"FreeSWITCH at {self.settings.host}:{self.settings.port} refused the "
                                        "event socket password") from None
         self._bridge = bridge
+        self._events.attach(bridge)  # a full event queue holds FreeSWITCH's events back in its socket
         try:
             await self._expect_ok(await bridge.send(f"event plain {EVENTS}"), "subscribe to events")
         except SwitchError:

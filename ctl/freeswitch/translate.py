@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from ctl import events as ev
 from ctl.model import ChannelInfo, ChannelState, HangupCause, MonitorMode
+from ctl.validation import small_number
 
 # FreeSWITCH cause names are Q.850's (switch_types.h, SWITCH_CAUSE_*).
 CAUSES = {
@@ -69,9 +70,12 @@ def _need(headers: Mapping[str, str], key: str) -> str:
 
 
 def event_time(headers: Mapping[str, str]) -> datetime:
-    stamp = _get(headers, "Event-Date-Timestamp")  # microseconds since 1970, UTC
-    if stamp is not None and stamp.isdigit():
-        return datetime.fromtimestamp(int(stamp) / 1_000_000, UTC)
+    stamp = small_number(_get(headers, "Event-Date-Timestamp"), 17)  # microseconds since 1970, UTC
+    if stamp is not None:
+        try:
+            return datetime.fromtimestamp(stamp / 1_000_000, UTC)
+        except (OverflowError, OSError, ValueError):  # past what datetime can hold
+            pass
     return datetime.now(UTC)
 
 
@@ -94,7 +98,8 @@ def endpoint_of(channel_name: str, gateway: str | None = None,
 def cause_of(headers: Mapping[str, str]) -> tuple[HangupCause, int | None, str]:
     name = _get(headers, "Hangup-Cause") or _get(headers, "variable_hangup_cause") or "UNKNOWN"
     code_text = _get(headers, "variable_hangup_cause_q850")
-    code = int(code_text) if code_text is not None and code_text.isdigit() else None
+    code = small_number(code_text, 3)
+    code = code if code is not None and code <= 127 else None
     cause = CAUSES.get(name) or (HangupCause.from_q850(code) if code is not None else HangupCause.UNKNOWN)
     return cause, code if code is not None else cause.q850, name
 

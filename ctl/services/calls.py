@@ -28,7 +28,7 @@ from ctl.services.directory import get_operator, get_project
 from ctl.store.engine import Store
 from ctl.store.models import Call, Operator, Project
 from ctl.switch import Switch
-from ctl.validation import normalise_number
+from ctl.validation import inbound_number, normalise_number
 
 log = logging.getLogger("ctl.calls")
 
@@ -315,7 +315,7 @@ class CallTracker:
             inbound = first_endpoint in self.trunks
             call = Call(node=self.node, pbx_call_id=call_id, created_at=at, state=CallState.CREATED.value,
                         direction=(Direction.INBOUND if inbound else Direction.INTERNAL).value,
-                        client_number=caller_number if inbound else None)
+                        client_number=inbound_number(caller_number) if inbound else None)
             session.add(call)
             session.flush()
             log.info("call created", extra={"fields": {"call": call.id, "pbx_call_id": call_id,

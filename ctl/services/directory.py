@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, selectinload
 from ctl.config import CallSettings
 from ctl.errors import Conflict, NotFound, ValidationError
 from ctl.store.models import RECORDING_POLICIES, Operator, Project, ResultCode
-from ctl.validation import check_dial_string, check_extension, check_result_code, check_role, check_text
+from ctl.validation import check_extension, check_person_dial_string, check_result_code, check_role, check_text
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,8 @@ def add_operator(session: Session, calls: CallSettings, extension: str, name: st
         extension=extension,
         name=check_text(name, "name", 200),
         role=check_role(role),
-        dial_string=check_dial_string(dial_string or calls.operator_dial.replace("{extension}", extension)),
+        dial_string=check_person_dial_string(dial_string or calls.operator_dial.replace("{extension}", extension),
+                                             extension),
     )
     if session.scalar(select(Operator.id).where(Operator.extension == extension)) is not None:
         raise Conflict(f"operator {extension} already exists")

@@ -19,7 +19,7 @@ from ctl.config import CallSettings
 from ctl.errors import CtlError, ValidationError
 from ctl.services.directory import add_operator, get_project
 from ctl.store.models import Operator, Project
-from ctl.validation import check_dial_string, check_extension, check_role, check_text
+from ctl.validation import check_extension, check_person_dial_string, check_role, check_text
 
 REQUIRED = ("extension", "name")
 OPTIONAL = ("role", "dial_string", "projects")
@@ -86,9 +86,11 @@ def parse(data: bytes, delimiter: str = ",") -> list[Row]:
 def _row(line: int, values: dict[str, str]) -> Row:
     try:
         projects = tuple(p.strip() for p in values.get("projects", "").split(";") if p.strip())
-        return Row(line, check_extension(values["extension"]), check_text(values["name"], "name", 200),
+        extension = check_extension(values["extension"])
+        return Row(line, extension, check_text(values["name"], "name", 200),
                    check_role(values.get("role") or "operator"),
-                   check_dial_string(values["dial_string"]) if values.get("dial_string") else None, projects)
+                   check_person_dial_string(values["dial_string"], extension) if values.get("dial_string") else None,
+                   projects)
     except ValidationError as error:
         raise ValidationError(f"line {line}: {error}") from None
 

@@ -39,11 +39,14 @@ from ctl.errors import (
 from ctl.model import ChannelInfo, MonitorMode, SpyRequest
 from ctl.services.calls import CallTracker
 from ctl.services.directory import get_operator
+from ctl.services.security import Foreign, record_unauthorised
 from ctl.store.engine import Store
 from ctl.store.models import Call, MonitorModeChange, MonitorSession, Operator
 from ctl.switch import Switch
 
 log = logging.getLogger("ctl.monitor")
+# A session whose spy has not attached this long after the supervisor's ring time is over.
+ATTACH_GRACE_SECONDS = 15
 
 
 def _now() -> datetime:
@@ -158,6 +161,14 @@ def end_session(session: Session, row: MonitorSession, at: datetime, reason: str
     row.end_reason = row.end_reason or reason  # a reason set by whoever asked for the end wins
     log.info("monitor session ended", extra={"fields": {"session": row.id, "reason": row.end_reason}})
     return True
+
+
+def abandon_session(store: Store, session_id: int, reason: str) -> None:
+    """End a session that never got going (its spy leg was never told where to go)."""
+    with store.transaction() as session:
+        row = session.get(MonitorSession, session_id)
+        if row is not None and row.ended_at is None:
+            end_session(session, row, _now(), reason)
 
 
 def record_mode(session: Session, row: MonitorSession, mode: MonitorMode, source: str) -> None:
@@ -310,11 +321,14 @@ class MonitorTracker:
     known to be spy legs, calls a spy attached to, and bridges while a session waits.
     """
 
-    def __init__(self, store: Store, switch: Switch, legs: Legs) -> None:
+    def __init__(self, store: Store, switch: Switch, legs: Legs, settings: MonitorSettings | None = None,
+                 names: Callable[[str], str | None] | None = None) -> None:
         self.store = store
         self.switch = switch
         self.node = switch.node
         self.legs = legs
+        self.settings = settings or MonitorSettings()
+        self.names = names or (lambda channel_id: None)  # a live channel's name, for the alerts
         self.spy_legs: set[str] = set()  # live supervisor legs (ctl-spy-… or a dialed feature code)
         self.spied_calls: set[str] = set()  # PBX ids of calls a spy attached to, until they end
         self.waiting: set[int] = set()  # following sessions between two calls
@@ -331,9 +345,11 @@ class MonitorTracker:
             if not CallTracker.is_call(event.call_id, event.dialed):
                 self.spy_legs.add(event.channel_id)
         elif isinstance(event, ev.SpyStarted):
-            self.spy_legs.add(event.spy_channel_id)
-            self.spied_calls.add(event.call_id)
-            await asyncio.to_thread(self.apply, event)
+            if await asyncio.to_thread(self.attached, event):
+                self.spy_legs.add(event.spy_channel_id)
+                self.spied_calls.add(event.call_id)
+            else:
+                await self._foreign(event)
         elif isinstance(event, ev.OriginateFailed):
             if not CallTracker.is_call(event.channel_id, None):
                 await asyncio.to_thread(self.apply, event)
@@ -407,6 +423,48 @@ class MonitorTracker:
                     row.call_id = None
                     self.waiting.add(row.id)
 
+    def attached(self, event: ev.SpyStarted) -> bool:
+        """Mark the session of this spy leg attached; False when the spy is none of ctl's sessions."""
+        with self.store.transaction() as session:
+            row = self._active(session, event.spy_channel_id)
+            if row is None:
+                return False
+            if row.attached_at is None:
+                row.attached_at = event.at
+                log.info("monitor attached", extra={"fields": {"session": row.id}})
+            return True
+
+    async def _foreign(self, event: ev.SpyStarted) -> None:
+        """A spy ctl did not start (an AMI user, a dialplan edit, an injection): alert, and end it."""
+        hang_up = self.settings.foreign_spy == "hangup"
+        foreign = Foreign(self.node, event.at, "spy", event.call_id, event.spy_channel_id,
+                          self.names(event.spy_channel_id), event.target_channel_id)
+        action = "logged"
+        if hang_up:
+            try:
+                await self.switch.hangup(event.spy_channel_id)
+                action = "hung_up"
+            except SwitchError as error:
+                log.error("could not hang up an unauthorised spy: %s", error)
+        await asyncio.to_thread(record_unauthorised, self.store, foreign, action)
+
+    def tick(self, now: datetime) -> list[int]:
+        """End sessions whose spy never attached in time (a supervisor's phone that never
+        answered and no hangup seen, a dialplan that never ran ChanSpy); return their ids."""
+        deadline = self.settings.ring_timeout + ATTACH_GRACE_SECONDS
+        ended = []
+        with self.store.transaction() as session:
+            rows = session.scalars(select(MonitorSession).where(MonitorSession.node == self.node,
+                                                                MonitorSession.ended_at.is_(None),
+                                                                MonitorSession.attached_at.is_(None)))
+            for row in rows:
+                if (now - row.started_at).total_seconds() > deadline:
+                    end_session(session, row, now, "never_attached")
+                    ended.append(row.id)
+                    if row.spy_channel_id is not None:
+                        self.spy_legs.discard(row.spy_channel_id)
+        return ended
+
     def _active(self, session: Session, spy_channel_id: str) -> MonitorSession | None:
         return session.scalar(select(MonitorSession).where(MonitorSession.node == self.node,
                                                            MonitorSession.spy_channel_id == spy_channel_id,
@@ -415,11 +473,7 @@ class MonitorTracker:
     def apply(self, event: ev.Event) -> int | None:
         """Apply a spy event; return the id of a session it ended."""
         if isinstance(event, ev.SpyStarted):
-            with self.store.transaction() as session:
-                row = self._active(session, event.spy_channel_id)
-                if row is not None and row.attached_at is None:
-                    row.attached_at = event.at
-                    log.info("monitor attached", extra={"fields": {"session": row.id}})
+            self.attached(event)
         elif isinstance(event, ev.ChannelHungUp):
             with self.store.transaction() as session:
                 row = self._active(session, event.channel_id)

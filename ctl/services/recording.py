@@ -16,9 +16,12 @@ the file, reads its header and stores size, duration and whether it is complete.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import os
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -38,6 +41,7 @@ from ctl.errors import CallEnded, Conflict, DomainError, Forbidden, NotFound, St
 from ctl.model import ChannelInfo, RecordingOptions
 from ctl.pbx import trunks_of
 from ctl.services.calls import get_call
+from ctl.services.security import Foreign, record_unauthorised
 from ctl.store.engine import Store
 from ctl.store.models import Call, MonitorSession, Project, Recording, RecordingPause
 from ctl.switch import Switch
@@ -284,9 +288,18 @@ def recording_of(session: Session, call_id: int) -> Recording:
 
 
 def mark_paused(session: Session, row: Recording, muted: bool, at: datetime, source: str) -> bool:
-    """Apply a pause or resume once, whoever reports it first (the CLI or the PBX's event)."""
+    """Apply a pause or resume once, whoever reports it first (the CLI or the PBX's event).
+
+    The pause's source is the request's: when the PBX's own MixMonitorMute event was read
+    before the request that caused it wrote its row, the request still names itself."""
     if muted and _transition(session, row, ("recording",), "paused"):
         session.add(RecordingPause(recording_id=row.id, paused_at=at, source=source))
+    elif muted and source != "pbx" and row.state == "paused":
+        claimed = session.execute(update(RecordingPause).where(RecordingPause.recording_id == row.id,
+                                                               RecordingPause.resumed_at.is_(None),
+                                                               RecordingPause.source == "pbx")
+                                  .values(source=source).execution_options(synchronize_session=False))
+        return bool(getattr(claimed, "rowcount", 0))
     elif not muted and _transition(session, row, ("paused",), "recording"):
         session.execute(update(RecordingPause).where(RecordingPause.recording_id == row.id,
                                                      RecordingPause.resumed_at.is_(None))
@@ -537,14 +550,50 @@ def export(store: Store, call_id: int, destination: str, force: bool) -> int:
         target = target / path.name
     if target.exists() and not force:
         raise Conflict(f"{target} already exists (use --force to overwrite)")
-    partial = target.with_name(f".{target.name}.part")
     try:
-        shutil.copyfile(path, partial)
-        os.replace(partial, target)
+        write_private_copy(path, target, force)
+    except FileExistsError:
+        raise Conflict(f"{target} already exists (use --force to overwrite)") from None
     except OSError as error:
-        partial.unlink(missing_ok=True)
         raise StorageError(f"cannot write {target}: {os.strerror(error.errno or 0).lower()}") from None
     return info.file_size
+
+
+def write_private_copy(source: Path, target: Path, force: bool) -> None:
+    """Copy `source` to `target`, mode 0600, never half-written.
+
+    The copy goes to a fresh temporary file of the target's directory (mkstemp: a name
+    nobody could plant a symlink at, created 0600), then takes the target's name in one
+    step: os.replace when `force`, else os.link, which fails with FileExistsError when a
+    file (or a symlink) of that name appeared meanwhile instead of overwriting it.
+    """
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as out, open(source, "rb") as data:
+            shutil.copyfileobj(data, out)
+        if force:
+            os.replace(temporary, target)
+            return
+        try:
+            os.link(temporary, target)
+        except OSError as error:
+            if error.errno not in (errno.EPERM, errno.EOPNOTSUPP):
+                raise
+            _copy_exclusive(Path(temporary), target)  # a file system without hard links (FAT)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+def _copy_exclusive(source: Path, target: Path) -> None:
+    """Create `target` (never an existing file, never through a symlink) and copy into it."""
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(descriptor, "wb") as out, open(source, "rb") as data:
+            shutil.copyfileobj(data, out)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)
@@ -553,36 +602,123 @@ class Purged:
     path: str
     size: int | None
     stopped_at: datetime | None
+    problem: str | None = None  # why a file was left alone (missing, refused)
 
 
-def purge(store: Store, older_than_days: int, dry_run: bool, now: datetime | None = None) -> list[Purged]:
-    """Delete the files of recordings that ended more than `older_than_days` ago.
+@dataclass(frozen=True)
+class PurgeReport:
+    purged: list[Purged]  # deleted (dry run: would be), rows marked purged
+    missing: list[Purged]  # no file: the rows are left unmarked, for someone to look at
+    refused: list[Purged]  # a symlink, or a path outside the recordings directory: left alone
+
+
+class _Refused(Exception):
+    """A recording's path that purge must not delete."""
+
+
+def local_nodes(settings: Settings) -> list[str]:
+    """The nodes whose recordings this process's settings describe (and so may purge)."""
+    nodes = [settings.asterisk.node]
+    if settings.freeswitch.host:
+        nodes.append(settings.freeswitch.node)
+    return nodes
+
+
+def _parts_below(root: str, path: str) -> tuple[str, ...]:
+    """`path`'s components below `root` (both resolved); _Refused if it is a symlink or lies outside."""
+    if os.path.islink(path):
+        raise _Refused("a symbolic link")
+    real = os.path.realpath(path)
+    if real == root or os.path.commonpath([root, real]) != root:
+        raise _Refused(f"outside the recordings directory {root}")
+    return Path(real).relative_to(root).parts
+
+
+def _open_below(root: str, parts: tuple[str, ...]) -> int:
+    """A descriptor of the directory root/parts…, opened one component at a time without
+    following a symlink: the PBX's user owns the tree and could swap one in after the check."""
+    descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for part in parts:
+        try:
+            child = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
+        except OSError as error:
+            if error.errno in (errno.ELOOP, errno.ENOTDIR):
+                raise _Refused(f"{part} on the way is a symbolic link or not a directory") from None
+            raise
+        finally:
+            os.close(descriptor)
+        descriptor = child
+    return descriptor
+
+
+def _delete_below(root: str, path: str, dry_run: bool) -> bool:
+    """Delete the recording file `path`, only a regular file inside `root`; False: no such file."""
+    parts = _parts_below(root, path)
+    try:
+        directory = _open_below(root, parts[:-1])
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            found = os.stat(parts[-1], dir_fd=directory, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISLNK(found.st_mode):
+            raise _Refused("a symbolic link")
+        if not stat.S_ISREG(found.st_mode):
+            raise _Refused("not a regular file")
+        if not dry_run:
+            os.unlink(parts[-1], dir_fd=directory)  # unlink never follows a link swapped in meanwhile
+        return True
+    finally:
+        os.close(directory)
+
+
+def purge(store: Store, settings: RecordingSettings, nodes: Iterable[str], older_than_days: int, dry_run: bool,
+          now: datetime | None = None) -> PurgeReport:
+    """Delete the files of `nodes`' recordings that ended more than `older_than_days` ago.
 
     Only recordings of ended calls whose file is closed are touched; the rows stay,
-    marked purged, so the call history still says a recording existed.
+    marked purged, so the call history still says a recording existed. A row's path is
+    data anyone with write access to the store controls: only a regular file inside
+    the recordings directory (symlinks resolved) is deleted; anything else is refused,
+    and a missing file is reported, not marked purged.
     """
+    root = os.path.realpath(settings.directory)
+    if not os.path.isdir(root):
+        raise StorageError(f"recording directory {settings.directory} does not exist")
     cutoff = (now or _now()) - timedelta(days=older_than_days)
     with store.transaction() as session:
         rows = session.execute(
             select(Recording.id, Recording.call_id, Recording.path, Recording.size_bytes, Recording.stopped_at)
             .join(Call, Call.id == Recording.call_id)
-            .where(Recording.purged_at.is_(None), Recording.state.in_(("stopped", "failed")),
-                   Recording.stopped_at < cutoff, Call.state == "ended")
+            .where(Recording.node.in_(list(nodes)), Recording.purged_at.is_(None),
+                   Recording.state.in_(("stopped", "failed")), Recording.stopped_at < cutoff,
+                   Call.state == "ended")
             .order_by(Recording.stopped_at)).all()
-    done: list[Purged] = []
+    report = PurgeReport([], [], [])
     for recording_id, call_id, path, size, stopped_at in rows:
+        try:
+            deleted = _delete_below(root, path, dry_run)
+        except _Refused as refusal:
+            # Info, not warning: the caller (the CLI) reports it to the user, once.
+            log.info("recording file not purged: %s", refusal, extra={"fields": {"call": call_id, "path": path}})
+            report.refused.append(Purged(call_id, path, size, stopped_at, str(refusal)))
+            continue
+        except OSError as error:
+            raise StorageError(f"cannot delete {path}: {os.strerror(error.errno or 0).lower()} "
+                               f"({len(report.purged)} recordings purged before it)") from None
+        if not deleted:
+            log.info("recording file missing: not marked purged", extra={"fields": {"call": call_id, "path": path}})
+            report.missing.append(Purged(call_id, path, size, stopped_at, "no such file"))
+            continue
         if not dry_run:
-            try:
-                Path(path).unlink(missing_ok=True)
-            except OSError as error:
-                raise StorageError(f"cannot delete {path}: {os.strerror(error.errno or 0).lower()} "
-                                   f"({len(done)} recordings purged before it)") from None
             with store.transaction() as session:
                 row = session.get(Recording, recording_id)
                 if row is not None:
                     row.purged_at = _now()
-        done.append(Purged(call_id, path, size, stopped_at))
-    return done
+        report.purged.append(Purged(call_id, path, size, stopped_at))
+    return report
 
 
 # ---------------------------------------------------------------------------
@@ -615,7 +751,8 @@ class RecordingTracker:
     """
 
     def __init__(self, store: Store, switch: Switch, settings: Settings, legs: LegIds, call_state: CallStateOf,
-                 bridge_of: BridgeOf) -> None:
+                 bridge_of: BridgeOf, names: Callable[[str], str | None] | None = None) -> None:
+        self.names = names or (lambda channel_id: None)  # a live channel's name, for the alerts
         self.store = store
         self.switch = switch
         self.settings = settings
@@ -650,7 +787,8 @@ class RecordingTracker:
             await self._record_supervisor(event)
         elif isinstance(event, ev.RecordingStarted):
             if not any(event.channel_id in legs for legs in self.supervisor_tracks.values()):
-                await asyncio.to_thread(self._started, event)
+                if not await asyncio.to_thread(self._started, event):
+                    await self._foreign(event)
         elif isinstance(event, ev.RecordingMuted):
             await asyncio.to_thread(self._muted, event)
         elif isinstance(event, ev.RecordingStopped):
@@ -785,17 +923,30 @@ class RecordingTracker:
         return session.scalar(select(Recording).where(Recording.node == self.node, Recording.channel_id == channel_id,
                                                       Recording.state.in_(ACTIVE_STATES)))
 
-    def _started(self, event: ev.RecordingStarted) -> None:
+    def _started(self, event: ev.RecordingStarted) -> bool:
+        """Mark the recording of this channel started; False when ctl has none on it."""
         with self.store.transaction() as session:
             row = self._row_for(session, event.channel_id)
             if row is None:
-                log.info("a recording ctl did not ask for started; ignored",
-                         extra={"fields": {"channel_id": event.channel_id}})
-                return
+                return False
             if event.channel_id not in self.recording_channels:
                 self.recording_bridges[event.channel_id] = self.bridge_of(event.call_id, event.channel_id)
             self.recording_channels[event.channel_id] = row.id
             mark_started(session, row, event.at)
+            return True
+
+    async def _foreign(self, event: ev.RecordingStarted) -> None:
+        """A recording ctl did not start (an AMI user's MixMonitor, a dialplan edit): alert, stop it."""
+        action = "logged"
+        if self.settings.monitor.foreign_spy == "hangup":
+            try:
+                await self.switch.record_stop(event.channel_id)
+                action = "stopped"
+            except SwitchError as error:
+                log.error("could not stop an unauthorised recording: %s", error)
+        foreign = Foreign(self.node, event.at, "recording", event.call_id, event.channel_id,
+                          self.names(event.channel_id), None)
+        await asyncio.to_thread(record_unauthorised, self.store, foreign, action)
 
     def _muted(self, event: ev.RecordingMuted) -> None:
         with self.store.transaction() as session:

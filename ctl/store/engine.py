@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 # The newest migration. Every command checks the store is at this revision; reading
 # it from here keeps Alembic (≈0.6 s to import and scan) out of every command's start.
 # tests/unit/test_store_engine.py checks it against the migrations directory.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 
 def migrations_dir() -> Path:
@@ -48,7 +49,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def create_private_sqlite(url: str) -> None:
+    """Create a new SQLite store's file mode 0600 before SQLite does (it would follow the
+    umask, typically world-readable): the store holds people's names and numbers. SQLite
+    gives its -wal and -shm files the database file's mode."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        return  # make_engine reports it
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:" or "uri" in parsed.query:
+        return
+    try:
+        os.close(os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+    except OSError:
+        pass  # it exists (and keeps its mode), or SQLite will say in its own words why it cannot open it
+
+
 def make_engine(url: str) -> Engine:
+    create_private_sqlite(url)
     try:
         engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     except (ArgumentError, NoSuchModuleError, ValueError) as error:
@@ -99,6 +120,7 @@ def ensure_migrated(engine: Engine) -> None:
 def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
+    create_private_sqlite(url)  # Alembic opens the store with an engine of its own
     try:
         command.upgrade(alembic_config(url), revision)
     except OperationalError as error:

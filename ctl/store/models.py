@@ -362,3 +362,31 @@ class Task(Base):
     project: Mapped[Project | None] = relationship()
     assignee: Mapped[Operator | None] = relationship(foreign_keys=[assignee_id])
     placed_to: Mapped[Operator | None] = relationship(foreign_keys=[placed_to_id])
+
+
+SECURITY_EVENT_KINDS = ("unauthorised_monitor",)
+SECURITY_ACTIONS = ("hung_up", "stopped", "logged")
+
+
+class SecurityEvent(Base):
+    """Something on the PBX that went around ctl's rules: a spy or a recording ctl did not
+    start. Shown in `ctl monitor log` beside the sessions ctl did start."""
+
+    __tablename__ = "security_events"
+    __table_args__ = (
+        CheckConstraint(_in("kind", SECURITY_EVENT_KINDS), name="kind"),
+        CheckConstraint(_in("action", SECURITY_ACTIONS), name="action"),
+        Index("ix_security_events_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    node: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    call_id: Mapped[int | None] = mapped_column(ForeignKey("calls.id", ondelete="SET NULL"))
+    # The spying (or recorded) channel, and the channel spied on.
+    channel_id: Mapped[str] = mapped_column(String(128))
+    channel_name: Mapped[str | None] = mapped_column(String(256))
+    target_channel_id: Mapped[str | None] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(String(300))

@@ -212,6 +212,7 @@ def ctl_environment(sandbox: Sandbox, url: str, **extra: str) -> dict[str, str]:
         "CTL_ASTERISK_NODE": "e2e",
         "CTL_ASTERISK_RECONNECT_MAX": "2",
         "CTL_MONITOR_AGI_PORT": sandbox.settings["AGI_PORT"],
+        "CTL_MONITOR_AGI_SECRET": sandbox.secret("agi"),
         # The sandbox's spool, seen by ctl on the host and by Asterisk inside its root.
         "CTL_RECORDING_DIRECTORY": str(sandbox.recordings),
         "CTL_RECORDING_PBX_DIRECTORY": "/var/spool/asterisk/recordings",

@@ -56,11 +56,20 @@ def test_unreachable_pbx_is_one_line_and_exit_3(ctl: CtlRunner) -> None:
 
 
 def test_wrong_ami_secret_is_one_line_and_exit_3(ctl: CtlRunner) -> None:
-    ctl.env["CTL_ASTERISK_SECRET"] = "wrong"
+    ctl.env["CTL_ASTERISK_SECRET"] = "wrong-but-long-enough"
     result = ctl.run("call", "bridge", "--operator", "101", "--to", "79991234567", check=False)
     assert result.returncode == 3
     assert "refused the AMI login of user 'ctl': Authentication failed" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert _calls_in_store(ctl) == 0
+
+
+@pytest.mark.parametrize("secret", ["", "CHANGE-ME", "ClueCon"])
+def test_empty_and_known_default_secrets_are_refused_before_any_login(ctl: CtlRunner, secret: str) -> None:
+    ctl.env["CTL_ASTERISK_SECRET"] = secret
+    result = ctl.run("call", "bridge", "--operator", "101", "--to", "79991234567", check=False)
+    assert result.returncode == 2
+    assert "[asterisk] secret" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert _calls_in_store(ctl) == 0
 
 

@@ -169,6 +169,7 @@ def fs_environment(live: Live, url: str) -> dict[str, str]:
         "CTL_FREESWITCH_NODE": NODE,
         "CTL_FREESWITCH_OUTBOUND_HOST": "127.0.0.1",
         "CTL_FREESWITCH_OUTBOUND_PORT": live.settings["CTL_FREESWITCH_OUTBOUND_PORT"],
+        "CTL_FREESWITCH_OUTBOUND_SECRET": live.settings["CTL_FREESWITCH_OUTBOUND_SECRET"],
         "CTL_CALLS_OPERATOR_DIAL": "user/{extension}",
         "CTL_CALLS_RING_TIMEOUT": "5",
         "CTL_RECORDING_DIRECTORY": str(live.sandbox.recordings),

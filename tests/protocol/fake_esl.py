@@ -181,7 +181,7 @@ def api_response(body: str) -> bytes:
 class RespondingEsl:
     """Answers like FreeSWITCH 1.10.12 (the capture's framing and texts), by rules a test sets."""
 
-    def __init__(self, password: str = "s3cret") -> None:
+    def __init__(self, password: str = "s3cret-for-tests") -> None:
         self.password = password
         self.commands: list[str] = []  # every command received after auth, with its headers
         self.api: dict[str, str] = {"show channels as json": '{"row_count": 0}',

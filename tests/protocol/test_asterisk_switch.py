@@ -35,7 +35,7 @@ def STALLING() -> FakeAmiServer:  # noqa: N802 - reads as a constant at the call
 
 
 def settings_for(port: int, **overrides: object) -> AsteriskSettings:
-    values: dict[str, object] = {"host": "127.0.0.1", "port": port, "secret": "s", "node": "test",
+    values: dict[str, object] = {"host": "127.0.0.1", "port": port, "secret": "ami-secret-for-tests", "node": "test",
                                  "connect_timeout": 2.0, "action_timeout": 1.0, "reconnect_min": 0.05,
                                  "reconnect_max": 0.2}
     values.update(overrides)

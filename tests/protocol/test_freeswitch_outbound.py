@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from ctl.config import FreeswitchSettings, Settings
 from ctl.freeswitch.outbound import OutboundFeatureCodes
 from ctl.freeswitch.switch import FreeswitchSwitch
+from ctl.live import LiveChannels
 from ctl.services.directory import add_operator
 from ctl.store.engine import Store, upgrade
 from ctl.store.models import Call, MonitorSession, Operator
@@ -23,7 +24,10 @@ from tests.protocol.fake_esl import RespondingEsl, captured_event, encode_event,
 OPERATOR_LEG = "5a1c0000-0000-4000-8000-000000000101"
 CLIENT_LEG = "5a1c0000-0000-4000-8000-0000000c11e7"
 SPY_LEG = "5a1c0000-0000-4000-8000-0000000005b1"
-SETTINGS = Settings()
+SECOND_SPY_LEG = "5a1c0000-0000-4000-8000-0000000005b2"
+OPERATOR_PHONE_LEG = "5a1c0000-0000-4000-8000-0000000005b3"
+TOKEN = "fs-outbound-secret-for-tests"
+SETTINGS = replace(Settings(), freeswitch=FreeswitchSettings(outbound_secret=TOKEN))
 
 
 @dataclass
@@ -78,14 +82,21 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Store, RespondingEsl, Fre
                          operator_id=anna.id, client_number="+79991234567"))
     fake = RespondingEsl()
     port = await fake.start()
-    switch = FreeswitchSwitch(FreeswitchSettings(host="127.0.0.1", port=port, password="s3cret", node="fs1",
+    switch = FreeswitchSwitch(FreeswitchSettings(host="127.0.0.1", port=port, password="s3cret-for-tests", node="fs1",
                                                  connect_timeout=2.0, action_timeout=2.0))
+    live = LiveChannels(switch)
+    switch.subscribe(live.handle)
     await switch.connect()
     await fake.push(captured_event("8", "CHANNEL_CREATE", Unique_ID=OPERATOR_LEG, Channel_Call_UUID=OPERATOR_LEG,
                                    Channel_Name="sofia/internal/101@127.0.0.1"))
+    # The supervisors' own legs, as the inbound event socket announces them.
+    for uuid, name in ((SPY_LEG, "sofia/internal/200@127.0.0.1"), (SECOND_SPY_LEG, "sofia/internal/201@127.0.0.1"),
+                       (OPERATOR_PHONE_LEG, "sofia/internal/101@10.0.0.5")):
+        await fake.push(captured_event("8", "CHANNEL_CREATE", Unique_ID=uuid, Channel_Call_UUID=uuid,
+                                       Channel_Name=name))
     legs = {OPERATOR_LEG: [("sofia/internal/101@127.0.0.1", "101"), ("sofia/gateway/clients/79991234567",
                                                                        "clients")]}
-    handler = OutboundFeatureCodes(store, SETTINGS, switch, lambda call: legs.get(call, []))
+    handler = OutboundFeatureCodes(store, SETTINGS, switch, lambda call: legs.get(call, []), live)
     await handler.start(port=0)
 
     async def known() -> None:
@@ -96,6 +107,7 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Store, RespondingEsl, Fre
             except Exception:
                 await asyncio.sleep(0.01)
     await asyncio.wait_for(known(), 3)
+    assert await live.wait_for(OPERATOR_PHONE_LEG, 3) is not None
     yield store, fake, switch, handler
     await handler.close()
     await switch.close()
@@ -103,12 +115,14 @@ async def setup(tmp_path: Path) -> AsyncIterator[tuple[Store, RespondingEsl, Fre
     store.dispose()
 
 
-def channel(user: str | None, mode: str, operator: str) -> dict[str, str]:
-    data = captured_event("8", "CHANNEL_CREATE", Unique_ID=SPY_LEG, Channel_Call_UUID=SPY_LEG,
-                          Channel_Name="sofia/internal/200@127.0.0.1")
+def channel(user: str | None, mode: str, operator: str, uuid: str = SPY_LEG,
+            name: str = "sofia/internal/200@127.0.0.1", token: str | None = TOKEN) -> dict[str, str]:
+    data = captured_event("8", "CHANNEL_CREATE", Unique_ID=uuid, Channel_Call_UUID=uuid, Channel_Name=name)
     data.pop("Event-Name", None)
     data.update({"variable_ctl_monitor_mode": mode, "variable_ctl_monitor_operator": operator,
                  "Caller-Caller-ID-Number": "101"})  # a caller id that lies: never trusted
+    if token is not None:
+        data["variable_ctl_token"] = token
     if user is not None:
         data["variable_user_name"] = user
     return data
@@ -172,12 +186,15 @@ async def test_a_supervisor_listens_then_whispers_and_barge_is_refused(setup) ->
     ("200", "listen", "102", "no call in progress"),
     ("101", "listen", "102", "operator 101 may not listen"),
     ("200", "spy", "101", "unknown mode"),
-    ("20 0", "listen", "101", "extension"),
+    ("20 0", "listen", "101", "not an authenticated phone"),
+    ("201", "listen", "101", "not an authenticated phone"),  # the user does not own the leg
 ])
 async def test_refusals_hang_up_and_open_no_session(setup, user: str | None, mode: str, operator: str,  # type: ignore[no-untyped-def]
                                                      why: str, caplog: pytest.LogCaptureFixture) -> None:
     store, _fake, _switch, handler = setup
-    app = FakeSocketApp(handler.port, channel(user, mode, operator))
+    leg = (OPERATOR_PHONE_LEG, "sofia/internal/101@10.0.0.5") if user == "101" else \
+        (SPY_LEG, "sofia/internal/200@127.0.0.1")
+    app = FakeSocketApp(handler.port, channel(user, mode, operator, *leg))
     await app.connect()
     await asyncio.wait_for(app.answer_commands(), 5)
     assert app.commands == ["sendmsg\ncall-command: hangup\nhangup-cause: CALL_REJECTED"]
@@ -194,8 +211,7 @@ async def test_a_second_monitor_on_the_same_call_is_refused(setup) -> None:  # t
         await asyncio.sleep(0.01)
     with store.transaction() as session:
         add_operator(session, SETTINGS.calls, "201", "Ann", "admin", "user/201")
-    second_channel = channel("201", "listen", "101")
-    second_channel["Unique-ID"] = "5a1c0000-0000-4000-8000-0000000005b2"
+    second_channel = channel("201", "listen", "101", SECOND_SPY_LEG, "sofia/internal/201@127.0.0.1")
     second = FakeSocketApp(handler.port, second_channel)
     await second.connect()
     await asyncio.wait_for(second.answer_commands(), 5)
@@ -215,3 +231,52 @@ async def test_garbage_instead_of_channel_data_fails_closed(setup) -> None:  # t
     rest = await asyncio.wait_for(reader.read(), 5)  # ctl hangs up the call and closes
     assert b"call-command: hangup" in rest
     assert sessions(store) == []
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({"token": None}, "wrong or missing ctl_token"),
+    ({"token": "fs-outbound-secret-for-test"}, "wrong or missing ctl_token"),
+    ({"uuid": "5a1c0000-0000-4000-8000-00000000dead"}, "is not a live channel"),
+    ({"name": "sofia/internal/200@evil"}, "is not a live channel"),  # a live uuid under another name
+    ({"uuid": OPERATOR_LEG, "name": "sofia/internal/101@127.0.0.1"}, "not an authenticated phone"),
+])
+async def test_forged_connections_are_refused(setup, change: dict[str, str | None], why: str,  # type: ignore[no-untyped-def]
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """A process that connects like the socket application but lacks the secret, or names a
+    channel the PBX never announced (or under another name), or someone else's leg: refused,
+    hung up, no session, one warning line and no traceback."""
+    store, _fake, _switch, handler = setup
+    arguments: dict[str, str | None] = {"uuid": SPY_LEG, "name": "sofia/internal/200@127.0.0.1", "token": TOKEN}
+    arguments.update(change)
+    data = channel("200", "listen", "101", arguments["uuid"] or SPY_LEG, arguments["name"] or "",
+                   arguments["token"])
+    app = FakeSocketApp(handler.port, data)
+    await app.connect()
+    await asyncio.wait_for(app.answer_commands(), 5)
+    assert app.commands == ["sendmsg\ncall-command: hangup\nhangup-cause: CALL_REJECTED"]
+    assert sessions(store) == []
+    messages = [r.getMessage() + str(getattr(r, "fields", {})) for r in caplog.records]
+    assert any(why in m for m in messages), messages
+    assert not any(r.exc_info for r in caplog.records)
+
+
+async def test_peers_outside_the_allowlist_and_over_the_cap_are_closed_at_once(setup) -> None:  # type: ignore[no-untyped-def]
+    store, _fake, _switch, handler = setup
+    handler.settings = replace(SETTINGS, freeswitch=replace(SETTINGS.freeswitch, outbound_allow=("10.0.0.0/8",)))
+    reader, writer = await asyncio.open_connection("127.0.0.1", handler.port)
+    assert b"hangup" in await asyncio.wait_for(reader.read(), 5)  # refused before `connect`: hung up
+    writer.close()
+    assert handler.refused == 1
+    handler.settings = replace(SETTINGS, monitor=replace(SETTINGS.monitor, max_connections=1))
+    first = FakeSocketApp(handler.port, channel("200", "listen", "101"))
+    await first.connect()
+    answering = asyncio.ensure_future(first.answer_commands())
+    while not sessions(store):
+        await asyncio.sleep(0.01)
+    reader, writer = await asyncio.open_connection("127.0.0.1", handler.port)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # closed before even `connect`
+    writer.close()
+    assert handler.refused == 2
+    assert first.writer is not None
+    first.writer.close()
+    await asyncio.wait_for(answering, 5)

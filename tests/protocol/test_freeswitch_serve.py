@@ -48,7 +48,8 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[RespondingEsl, Store]]:
     upgrade(url)
     settings = load_settings(environ={
         "CTL_DATABASE_URL": url, "CTL_ASTERISK_HOST": "", "CTL_FREESWITCH_HOST": "127.0.0.1",
-        "CTL_FREESWITCH_PORT": str(port), "CTL_FREESWITCH_PASSWORD": "s3cret", "CTL_FREESWITCH_NODE": "fs1",
+        "CTL_FREESWITCH_PORT": str(port), "CTL_FREESWITCH_PASSWORD": "s3cret-for-tests", "CTL_FREESWITCH_NODE": "fs1",
+        "CTL_FREESWITCH_OUTBOUND_SECRET": "outbound-secret-for-tests",
         "CTL_FREESWITCH_OUTBOUND_PORT": str(_free_port()), "CTL_CALLS_OPERATOR_DIAL": "user/{extension}",
         "CTL_CALLS_CLIENT_DIAL": "sofia/gateway/clients/{number}", "CTL_RECORDING_POLICY": "never",
         "CTL_RECORDING_DIRECTORY": str(tmp_path / "rec")})
@@ -160,7 +161,8 @@ async def recording(tmp_path: Path) -> AsyncIterator[tuple[RespondingEsl, Store,
     directory.mkdir()
     settings = load_settings(environ={
         "CTL_DATABASE_URL": url, "CTL_ASTERISK_HOST": "", "CTL_FREESWITCH_HOST": "127.0.0.1",
-        "CTL_FREESWITCH_PORT": str(port), "CTL_FREESWITCH_PASSWORD": "s3cret", "CTL_FREESWITCH_NODE": "fs1",
+        "CTL_FREESWITCH_PORT": str(port), "CTL_FREESWITCH_PASSWORD": "s3cret-for-tests", "CTL_FREESWITCH_NODE": "fs1",
+        "CTL_FREESWITCH_OUTBOUND_SECRET": "outbound-secret-for-tests",
         "CTL_FREESWITCH_OUTBOUND_PORT": str(_free_port()), "CTL_CALLS_OPERATOR_DIAL": "user/{extension}",
         "CTL_RECORDING_POLICY": "always", "CTL_RECORDING_STEREO": "true", "CTL_RECORDING_DIRECTORY": str(directory),
         "CTL_RECORDING_MIN_FREE_MB": "0", "CTL_RECORDING_FINALIZE_TIMEOUT": "3"})

@@ -31,7 +31,7 @@ async def world(tmp_path: Path) -> AsyncIterator[tuple[RespondingEsl, Store, Set
     upgrade(url)
     settings = load_settings(environ={
         "CTL_DATABASE_URL": url, "CTL_ASTERISK_HOST": "", "CTL_FREESWITCH_HOST": "127.0.0.1",
-        "CTL_FREESWITCH_PORT": str(port), "CTL_FREESWITCH_PASSWORD": "s3cret", "CTL_FREESWITCH_NODE": "fs1",
+        "CTL_FREESWITCH_PORT": str(port), "CTL_FREESWITCH_PASSWORD": "s3cret-for-tests", "CTL_FREESWITCH_NODE": "fs1",
         "CTL_CALLS_OPERATOR_DIAL": "user/{extension}"})
     store = Store(url)
     with store.transaction() as session:

@@ -40,7 +40,7 @@ class Recorder:
 async def fs() -> AsyncIterator[tuple[RespondingEsl, FreeswitchSwitch, Recorder]]:
     fake = RespondingEsl()
     port = await fake.start()
-    switch = FreeswitchSwitch(FreeswitchSettings(host="127.0.0.1", port=port, password="s3cret", node="fs1",
+    switch = FreeswitchSwitch(FreeswitchSettings(host="127.0.0.1", port=port, password="s3cret-for-tests", node="fs1",
                                                  connect_timeout=2.0, action_timeout=2.0, reconnect_min=0.1,
                                                  reconnect_max=0.2))
     recorder = Recorder()
@@ -59,9 +59,10 @@ async def test_connect_subscribes_to_the_events_ctl_reads(fs) -> None:  # type: 
 
 
 async def test_a_wrong_password_and_no_freeswitch() -> None:
-    fake = RespondingEsl(password="right")
+    fake = RespondingEsl(password="right-password")
     port = await fake.start()
-    switch = FreeswitchSwitch(FreeswitchSettings(host="127.0.0.1", port=port, password="wrong", connect_timeout=2))
+    switch = FreeswitchSwitch(FreeswitchSettings(host="127.0.0.1", port=port, password="wrong-password",
+                                                 connect_timeout=2))
     with pytest.raises(AuthenticationFailed, match="refused the event socket password"):
         await switch.connect()
     await fake.stop()
@@ -216,7 +217,7 @@ async def test_another_process_pauses_and_stops_by_the_path_the_channel_keeps(fs
     fake, _, _ = fs
     path = "/var/spool/ctl/2026/11/22/call-8.wav"
     port = int(fake._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
-    other = FreeswitchSwitch(FreeswitchSettings(host="127.0.0.1", port=port, password="s3cret", node="fs1",
+    other = FreeswitchSwitch(FreeswitchSettings(host="127.0.0.1", port=port, password="s3cret-for-tests", node="fs1",
                                                 connect_timeout=2.0, action_timeout=2.0))
     await other.connect()
     try:

@@ -28,12 +28,12 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unt
 
 def test_operators_add_list_remove(run) -> None:  # type: ignore[no-untyped-def]
     assert run("operator", "add", "101", "--name", "Анна Петрова").exit_code == 0
-    added = run("operator", "add", "200", "--name", "Sam", "--role", "Supervisor", "--dial-string", "PJSIP/200@x",
+    added = run("operator", "add", "200", "--name", "Sam", "--role", "Supervisor", "--dial-string", "PJSIP/200",
                 "--json")
     assert json.loads(added.output) == {"extension": "200", "name": "Sam", "role": "supervisor",
-                                        "dial_string": "PJSIP/200@x", "status": "offline"}
+                                        "dial_string": "PJSIP/200", "status": "offline"}
     listed = json.loads(run("operator", "list", "--json").output)
-    assert [(o["extension"], o["dial_string"]) for o in listed] == [("101", "PJSIP/101"), ("200", "PJSIP/200@x")]
+    assert [(o["extension"], o["dial_string"]) for o in listed] == [("101", "PJSIP/101"), ("200", "PJSIP/200")]
     table = run("operator", "list").output
     assert "Анна Петрова" in table and table.splitlines()[0].split()[:3] == ["EXTENSION", "NAME", "ROLE"]
     assert run("operator", "remove", "101").exit_code == 0
@@ -127,7 +127,8 @@ def test_call_card_comment_and_review(run, tmp_path: Path) -> None:  # type: ign
     assert run("call", "comment", "7", "x").exit_code == 4
 
 
-def test_project_recording_options_and_record_commands(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_project_recording_options_and_record_commands(run, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from datetime import UTC, datetime, timedelta
 
     from ctl.store.engine import Store
@@ -150,10 +151,12 @@ def test_project_recording_options_and_record_commands(run, tmp_path: Path) -> N
                     b"\x02\x00\x10\x00data\x00\x00\x00\x00")
     store = Store(f"sqlite:///{tmp_path / 'ctl.db'}")
     with store.transaction() as session:
-        call = Call(node="n", pbx_call_id="x", direction="outbound", state="ended", created_at=old, ended_at=old)
+        call = Call(node="asterisk", pbx_call_id="x", direction="outbound", state="ended", created_at=old,
+                    ended_at=old)
         session.add(call)
         session.flush()
-        session.add(Recording(call_id=call.id, node="n", channel_id="c", channel_name="PJSIP/c-1", path=str(wav),
+        session.add(Recording(call_id=call.id, node="asterisk", channel_id="c", channel_name="PJSIP/c-1",
+                              path=str(wav),
                               pbx_path=str(wav), state="stopped", source="policy", started_at=old, stopped_at=old,
                               size_bytes=44, duration_ms=0, complete=True))
     store.dispose()
@@ -166,6 +169,7 @@ def test_project_recording_options_and_record_commands(run, tmp_path: Path) -> N
                                 (["call", "recording", "1", "-o", str(tmp_path)], 8, "already exists")):
         result = run(*args)
         assert result.exit_code == code and message in result.output, (args, result.output)
+    monkeypatch.setenv("CTL_RECORDING_DIRECTORY", str(tmp_path))  # purge deletes only inside it
     dry = json.loads(run("record", "purge", "--older-than", "30", "--dry-run", "--json").output)
     assert dry["dry_run"] is True and [r["call"] for r in dry["recordings"]] == [1] and wav.exists()
     assert "1 recordings, 44 bytes purged" in run("record", "purge", "--older-than", "30").output

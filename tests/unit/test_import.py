@@ -14,7 +14,7 @@ CALLS = Settings().calls
 GOOD = ("extension,name,role,dial_string,projects\n"
         "110,Анна Петрова,operator,,Sales;Support\n"
         "\n"
-        '111,"Boris, Jr.",supervisor,PJSIP/111@edge,\n'
+        '111,"Boris, Jr.",supervisor,PJSIP/111,\n'
         "112,Clara,,,Support\n").encode()
 
 
@@ -34,7 +34,7 @@ def test_a_good_file_is_imported_whole(directory: Store) -> None:
     with directory.transaction() as session:
         people = {o.extension: (o.name, o.role, o.dial_string) for o in list_operators(session)}
         assert people["110"] == ("Анна Петрова", "operator", "PJSIP/110")
-        assert people["111"] == ("Boris, Jr.", "supervisor", "PJSIP/111@edge")
+        assert people["111"] == ("Boris, Jr.", "supervisor", "PJSIP/111")
         assert people["112"] == ("Clara", "operator", "PJSIP/112")
         assert [m.extension for m in get_project(session, "Sales").members] == ["101", "110"]
         assert [m.extension for m in get_project(session, "Support").members] == ["110", "112"]

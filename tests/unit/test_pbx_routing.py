@@ -16,7 +16,8 @@ from ctl.errors import ConfigError
 from ctl.freeswitch.switch import FreeswitchSwitch
 from ctl.pbx import configured_nodes, make_switch, node_of_dial_string
 
-BOTH = {"CTL_FREESWITCH_HOST": "127.0.0.1", "CTL_FREESWITCH_PASSWORD": "pw", "CTL_FREESWITCH_NODE": "fs1"}
+BOTH = {"CTL_FREESWITCH_HOST": "127.0.0.1", "CTL_FREESWITCH_PASSWORD": "fs-password-for-tests",
+        "CTL_FREESWITCH_NODE": "fs1"}
 
 
 def test_nodes_and_adapters() -> None:
@@ -54,7 +55,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unt
     monkeypatch.setenv("CTL_DATABASE_URL", f"sqlite:///{tmp_path / 'ctl.db'}")
     for key, value in {**BOTH, "CTL_FREESWITCH_PORT": str(_closed_port()),
                        "CTL_ASTERISK_PORT": str(_closed_port()), "CTL_FREESWITCH_CONNECT_TIMEOUT": "1",
-                       "CTL_ASTERISK_CONNECT_TIMEOUT": "1"}.items():
+                       "CTL_ASTERISK_CONNECT_TIMEOUT": "1", "CTL_ASTERISK_SECRET": "ami-secret-for-tests"}.items():
         monkeypatch.setenv(key, value)
     runner = CliRunner()
 

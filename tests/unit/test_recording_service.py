@@ -238,17 +238,18 @@ def test_purge_spares_recent_recordings_and_calls_in_progress(store: Store, tmp_
     old = _stopped(store, tmp_path, "old", 40)
     recent = _stopped(store, tmp_path, "recent", 5)
     live = _stopped(store, tmp_path, "live", 40, call_state="bridged")  # stopped by hand, call still on
-    planned = recording.purge(store, 30, dry_run=True)
+    settings = settings_for(tmp_path).recording
+    planned = recording.purge(store, settings, ["fake"], 30, dry_run=True).purged
     assert [p.call_id for p in planned] == [old]
     assert (tmp_path / "old.wav").exists()
-    done = recording.purge(store, 30, dry_run=False)
+    done = recording.purge(store, settings, ["fake"], 30, dry_run=False).purged
     assert [p.call_id for p in done] == [old] and not (tmp_path / "old.wav").exists()
     assert row_of(store, old).purged_at is not None
     assert (tmp_path / "recent.wav").exists() and (tmp_path / "live.wav").exists()
     assert row_of(store, recent).purged_at is None and row_of(store, live).purged_at is None
     with pytest.raises(NotFound, match="purged"):
         recording.export(store, old, str(tmp_path / "x.wav"), force=False)
-    assert recording.purge(store, 30, dry_run=False) == []
+    assert recording.purge(store, settings, ["fake"], 30, dry_run=False) == recording.PurgeReport([], [], [])
 
 
 async def test_serve_applies_the_policy_on_bridge_and_closes_on_hangup(store: Store, tmp_path: Path) -> None:
