@@ -298,10 +298,13 @@ def operator_logout(app: AppContext, extension: str, force: bool, reason: str | 
 @pass_app
 def operator_import(app: AppContext, csv_file: Path, delimiter: str, as_json: bool) -> None:
     """Add the people of CSV_FILE (columns extension,name[,role,dial_string,projects]): all rows or none."""
-    from ctl.services.importing import import_operators
+    from ctl.services.importing import MAX_BYTES, import_operators
 
+    if not csv_file.is_file():  # /dev/zero or a FIFO would never end
+        raise ValidationError(f"{csv_file}: not a regular file")
     try:
-        data = csv_file.read_bytes()
+        with csv_file.open("rb") as handle:
+            data = handle.read(MAX_BYTES + 1)  # one byte over is enough to refuse it
     except OSError as error:
         raise ValidationError(f"{csv_file}: {error.strerror}") from None
     with app.store().transaction() as session:

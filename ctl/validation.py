@@ -88,9 +88,9 @@ def inbound_number(value: str | None) -> str | None:
     """A caller id from the trunk, as the store keeps it and ctl may later dial it: the
     normalised number, or None (anonymous, a name, too long, anything not a number).
     Never raises: whatever the carrier sends, the call is still followed."""
-    if value is None:
+    if value is None or len(value) > 64:  # not value[:64]: its first 64 characters may spell another number
         return None
-    compact = _NUMBER_PUNCTUATION.sub("", value[:64].strip())
+    compact = _NUMBER_PUNCTUATION.sub("", value.strip())
     return compact if _NUMBER.fullmatch(compact) else None
 
 
@@ -136,7 +136,12 @@ def check_dial_pattern(pattern: str, placeholder: str, field: str) -> str:
     """A dial-string pattern such as PJSIP/{number}@clients: one placeholder, valid once filled."""
     if pattern.count(placeholder) != 1 or pattern.count("{") != 1 or pattern.count("}") != 1:
         raise ValidationError(f"{field}: {pattern!r} must contain {placeholder} exactly once and no other braces")
-    check_dial_string(pattern.replace(placeholder, "0123"), field)
+    # Filled with the longest value a placeholder holds (a normalised number: '+' and 20 digits), so that
+    # every number and extension makes a valid dial string: the placeholder in the resource, not too long.
+    if not _DIAL_STRING.fullmatch(pattern.replace(placeholder, "+" + "0" * 20)):
+        raise ValidationError(f"{field}: {pattern!r} is not a dial string of the form TECH/resource once {placeholder} "
+                              "is filled with up to 20 digits and a '+' (the placeholder after the '/'; letters, "
+                              "digits and _ . + @ : / = - only; no commas, '&', '$' or spaces)")
     return pattern
 
 
@@ -157,7 +162,8 @@ def check_text(value: str, field: str, max_length: int, allow_newlines: bool = F
     for ch in text:
         if ch in "\n\t" and allow_newlines:
             continue
-        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn") and ch != "\u200d":
+        # Zl, Zp: U+2028 and U+2029 are line breaks (str.splitlines, editors, JavaScript): one line, one name.
+        if unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp") and ch != "\u200d":
             raise ValidationError(f"{field}: contains a control character (U+{ord(ch):04X})")
     return text
 

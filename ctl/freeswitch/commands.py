@@ -35,9 +35,11 @@ def _word(value: str, field: str) -> str:
 
 
 def _value(value: str, field: str) -> str:
-    if any(ch in value for ch in ",{}[]'\"\\\r\n\x00^"):
-        raise ValidationError(f"{field}: {value!r} may not contain , {{ }} [ ] quotes, backslash, ^ or control "
-                              "characters")
+    # `$` would be expanded by FreeSWITCH when the variable is read: ${…} names a variable
+    # or runs an API command (${system …}), so no value may carry one.
+    if any(ch in value for ch in ",{}[]'\"\\\r\n\x00^$"):
+        raise ValidationError(f"{field}: {value!r} may not contain , {{ }} [ ] $ quotes, backslash, ^ or "
+                              "control characters")
     return f"'{value}'" if " " in value else value
 
 

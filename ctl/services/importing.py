@@ -43,7 +43,9 @@ def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line = data[:error.start].count(b"\n") + 1
+        # error.start counts from after the BOM (error.object); CR alone ends a line too, as for the rows.
+        head = error.object[:error.start]
+        line = head.count(b"\n") + head.count(b"\r") - head.count(b"\r\n") + 1
         raise ValidationError(f"line {line}: not UTF-8 text") from None
 
 

@@ -57,8 +57,11 @@ class FakeSocketApp:
             except (asyncio.IncompleteReadError, ConnectionError):
                 return
             self.commands.append(raw.decode()[:-2])
-            self.writer.write(reply("+OK"))
-            await self.writer.drain()
+            try:
+                self.writer.write(reply("+OK"))
+                await self.writer.drain()
+            except ConnectionError:  # the test closed its end meanwhile
+                return
 
     async def send_event(self, headers: dict[str, str]) -> None:
         assert self.writer is not None

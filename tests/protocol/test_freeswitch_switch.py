@@ -107,6 +107,9 @@ async def test_a_successful_originate_raises_no_event(fs) -> None:  # type: igno
     OriginateRequest(channel="user/101", channel_id="ctl-1", variables=(("CTL_X", "a}b{c"),)),
     OriginateRequest(channel="user/101", channel_id="ctl-1\napi uuid_kill all"),
     OriginateRequest(channel="user/101", channel_id="ctl-1", context="ctx\nexit"),
+    # ${…} in a variable is expanded when read, and can run an API command.
+    OriginateRequest(channel="user/101", channel_id="ctl-1", variables=(("CTL_X", "${system id}"),)),
+    OriginateRequest(channel="user/101", channel_id="ctl-1", caller_id='"$${ctl_esl_password}" <101>'),
 ])
 async def test_values_that_would_change_the_command_are_refused(fs, bad: OriginateRequest) -> None:  # type: ignore[no-untyped-def]
     fake, switch, _ = fs

@@ -264,3 +264,15 @@ def test_operator_import_from_the_command_line(run, tmp_path: Path) -> None:  # 
     assert json.loads(run("operator", "import", str(good), "--delimiter", ";", "--json").output) == \
         {"added": 2, "memberships": 0}
     assert [o["extension"] for o in json.loads(run("operator", "list", "--json").output)] == ["110", "111"]
+
+
+def test_import_reads_no_more_than_its_limit_and_only_regular_files(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run("operator", "import", "/dev/zero")  # would never end if read whole
+    assert result.exit_code == 2 and "not a regular file" in result.output
+    big = tmp_path / "big.csv"
+    with big.open("wb") as handle:
+        handle.write(b"extension,name\n")
+        handle.seek(64 * 1024 * 1024)  # sparse: 64 MB that cost nothing to make
+        handle.write(b"\n")
+    result = run("operator", "import", str(big))
+    assert result.exit_code == 2 and "larger than 5 MB" in result.output
