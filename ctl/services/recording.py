@@ -730,6 +730,9 @@ BridgeOf = Callable[[str, str], "str | None"]
 # After StopMixMonitor, Asterisk drops a channel's audiohook list on the next frame
 # (20 ms); the new MixMonitor must find no list to get a fresh one.
 RESTART_PAUSE = 0.1
+# After a restart the file must grow within this many seconds, or the restart is made again.
+RESTART_CHECK_SECONDS = 2.0
+RESTART_ATTEMPTS = 3
 RESTART_DEBOUNCE = 1.0
 DIRECTORY_CHECK_EVERY = 5.0
 
@@ -852,10 +855,19 @@ class RecordingTracker:
             return  # one transfer makes several bridge events: one restart is enough
         self.restarted_at[channel_id] = now
         recording_id = self.recording_channels[channel_id]
+        if await self._restart_now(channel_id, recording_id):
+            log.info("recording restarted on a fresh audiohook",
+                     extra={"fields": {"recording": recording_id, "why": why}})
+
+    async def _restart_now(self, channel_id: str, recording_id: int, attempt: int = 1) -> bool:
+        """Stop and start the recording again; then check, off the event path, that the file
+        grows. On a busy PBX the old audiohook list can outlive RESTART_PAUSE and the new
+        MixMonitor then writes nothing: seen under load, the restart is made again."""
         restart = await asyncio.to_thread(self._restart_plan, recording_id)
         if restart is None:
-            return
+            return False
         options, paused = restart
+        size_before = await asyncio.to_thread(self._file_size, recording_id)
         try:
             self.restarting.add(channel_id)
             await self.switch.record_stop(channel_id)
@@ -867,9 +879,39 @@ class RecordingTracker:
             self.restarting.discard(channel_id)
             log.error("recording could not follow the transfer: %s", error,
                       extra={"fields": {"recording": recording_id}})
+            return False
+        task = asyncio.get_running_loop().create_task(
+            self._check_restart(channel_id, recording_id, size_before, attempt))
+        self.finishing.add(task)
+        task.add_done_callback(self.finishing.discard)
+        return True
+
+    async def _check_restart(self, channel_id: str, recording_id: int, size_before: int | None,
+                             attempt: int) -> None:
+        deadline = asyncio.get_running_loop().time() + RESTART_CHECK_SECONDS
+        while asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.25)
+            if self.recording_channels.get(channel_id) != recording_id:
+                return  # the call or the recording ended meanwhile
+            size = await asyncio.to_thread(self._file_size, recording_id)
+            if size is None or size_before is None or size > size_before:
+                return  # it writes (or there is no file ctl can see to judge by)
+        if attempt >= RESTART_ATTEMPTS:
+            log.error("recording does not grow after %d restarts", attempt,
+                      extra={"fields": {"recording": recording_id}})
             return
-        log.info("recording restarted on a fresh audiohook",
-                 extra={"fields": {"recording": recording_id, "why": why}})
+        log.warning("recording restarted again: the file did not grow after the restart",
+                    extra={"fields": {"recording": recording_id, "attempt": attempt + 1}})
+        await self._restart_now(channel_id, recording_id, attempt + 1)
+
+    def _file_size(self, recording_id: int) -> int | None:
+        with self.store.transaction() as session:
+            row = session.get(Recording, recording_id)
+            path = None if row is None else row.path
+        try:
+            return None if path is None else os.stat(path).st_size
+        except OSError:
+            return None
 
     def _restart_plan(self, recording_id: int) -> tuple[RecordingOptions, bool] | None:
         with self.store.transaction() as session:

@@ -24,6 +24,10 @@ TONES = {"client": 500.0, "operator": 1100.0, "other": 1900.0}
 HEARD_DBFS = -25.0
 ABSENT_DBFS = -40.0
 
+# The row's times are when ctl read the PBX's events: on a busy machine (CI, a CPU hog beside the
+# suite) they lag the audio by up to about a second.
+EVENT_LAG = 1.5
+
 
 def recording(ctl: CtlRunner, call_id: int) -> dict[str, Any] | None:
     rows = [r for r in ctl.json("record", "list") if r["call"] == call_id]
@@ -81,7 +85,7 @@ def test_policy_records_both_parties_and_a_pause_is_silence(ctl: CtlRunner, serv
     wall = at(row["stopped_at"]) - at(row["started_at"])
     # stopped_at is when ctl handled the stop event: on a busy 2-core CI it came 0.8 s late.
     # A pause left out of the file's timeline would still be off by its 2 s or more.
-    assert abs(row["duration_s"] - wall) < 1.5, (row["duration_s"], wall)
+    assert abs(row["duration_s"] - wall) < EVENT_LAG, (row["duration_s"], wall)
 
     [track] = wav_tracks(path)
     [(paused, resumed)] = zip(offsets(row, "paused_at"), offsets(row, "resumed_at"), strict=True)
@@ -109,7 +113,7 @@ def test_stereo_puts_the_client_left_and_the_operator_right(ctl: CtlRunner, serv
     assert row["complete"] is True and row["stereo"] is True, row
     left, right = wav_tracks(Path(row["path"]))
     end = row["duration_s"] - 0.3
-    assert abs(row["duration_s"] - (at(row["stopped_at"]) - at(row["started_at"]))) < 0.6
+    assert abs(row["duration_s"] - (at(row["stopped_at"]) - at(row["started_at"]))) < EVENT_LAG
     client_side, operator_side = levels_between(left, 0.3, end), levels_between(right, 0.3, end)
     assert client_side["client"] > HEARD_DBFS and client_side["operator"] < ABSENT_DBFS, client_side
     assert operator_side["operator"] > HEARD_DBFS and operator_side["client"] < ABSENT_DBFS, operator_side
@@ -176,7 +180,7 @@ def test_a_blind_transfer_keeps_one_recording(ctl: CtlRunner, serve: Serve, phon
     assert before["operator"] > HEARD_DBFS and before["other"] < ABSENT_DBFS, before
     assert after["other"] > HEARD_DBFS and after["operator"] < ABSENT_DBFS, after
     assert before["client"] > HEARD_DBFS and after["client"] > HEARD_DBFS
-    assert abs(row["duration_s"] - (at(row["stopped_at"]) - started)) < 0.6
+    assert abs(row["duration_s"] - (at(row["stopped_at"]) - started)) < EVENT_LAG
 
 
 def recorded_call_then_serve_killed(ctl: CtlRunner, phones: Phones, tones: dict[str, Path], log: Path,
@@ -209,7 +213,7 @@ def test_serve_killed_and_restarted_mid_call_still_completes_the_row(ctl: CtlRun
     finally:
         assert second.stop() == 0
     assert row["complete"] is True and row["stop_reason"] == "call_ended", row
-    assert abs(row["duration_s"] - (at(row["stopped_at"]) - at(row["started_at"]))) < 0.6
+    assert abs(row["duration_s"] - (at(row["stopped_at"]) - at(row["started_at"]))) < EVENT_LAG
     [track] = wav_tracks(Path(row["path"]))
     levels = levels_between(track, 0.3, row["duration_s"] - 0.3)
     assert levels["client"] > HEARD_DBFS and levels["operator"] > HEARD_DBFS, levels
@@ -272,7 +276,7 @@ def test_record_commands_refuse_with_one_line_and_write_nothing(ctl: CtlRunner, 
     row = recording(ctl, call_id)
     assert row is not None and row["complete"] is True and row["stop_reason"] == "stopped", row
     # One writer only: a second MixMonitor on the same file would double the audio.
-    assert abs(row["duration_s"] - (at(row["stopped_at"]) - at(row["started_at"]))) < 0.6
+    assert abs(row["duration_s"] - (at(row["stopped_at"]) - at(row["started_at"]))) < EVENT_LAG
     assert ctl.run("record", "stop", str(call_id)).stdout.strip().endswith("nothing done")
     conflict = ctl.run("record", "start", str(call_id), check=False)
     assert conflict.returncode == 8 and "one recording" in conflict.stderr
@@ -447,4 +451,4 @@ def test_an_attended_transfer_keeps_one_recording(ctl: CtlRunner, serve: Serve, 
     after = levels_between(track, handed_over - at(row["started_at"]) + 0.8, row["duration_s"] - 0.3)
     assert before["operator"] > HEARD_DBFS and before["client"] > HEARD_DBFS, before
     assert after["other"] > HEARD_DBFS and after["client"] > HEARD_DBFS and after["operator"] < ABSENT_DBFS, after
-    assert abs(row["duration_s"] - (at(row["stopped_at"]) - at(row["started_at"]))) < 0.6
+    assert abs(row["duration_s"] - (at(row["stopped_at"]) - at(row["started_at"]))) < EVENT_LAG
