@@ -40,7 +40,8 @@ class ChannelState(enum.StrEnum):
 
 
 class MonitorMode(enum.StrEnum):
-    """Who hears whom: see DOMAIN.md's table."""
+    """Who hears whom. listen: the supervisor hears both, nobody hears the supervisor;
+    whisper: the operator hears the supervisor, the client does not; barge: both do."""
 
     LISTEN = "listen"
     WHISPER = "whisper"

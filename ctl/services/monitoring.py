@@ -1,6 +1,6 @@
 """Listen, whisper and barge: who may, on which call, and the session rows.
 
-The rules (DOMAIN.md §1): only roles configured for a mode may use it; nobody
+The rules: only roles configured for a mode may use it; nobody
 monitors their own call; the operator must be in a call the PBX still has; at
 most one monitor per call. The last rule is the store's: a partial unique index
 on active sessions per call, so it holds across every controller sharing the
