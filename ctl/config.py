@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -17,6 +18,10 @@ from typing import Any
 
 from ctl.errors import ConfigError, ValidationError
 from ctl.validation import check_dial_pattern, check_header_value, check_node_name
+
+# The recording directory as the PBX sees it: the dialplan that starts a recording accepts
+# only such paths, so that nothing in a path can add MixMonitor arguments.
+_PBX_RECORDING_ROOT = re.compile(r"/[A-Za-z0-9_./-]*")
 
 
 @dataclass(frozen=True)
@@ -342,6 +347,10 @@ def _check_values(settings: Settings) -> None:
             raise ConfigError(f"[recording] {key}: expected an absolute path, got {value!r}")
         if any(ch in value for ch in ",|\"'$()"):
             raise ConfigError(f"[recording] {key}: characters , | \" ' $ ( ) are not allowed in a recording path")
+    pbx_root = recording.pbx_directory or recording.directory
+    if pbx_root and not _PBX_RECORDING_ROOT.fullmatch(pbx_root):
+        raise ConfigError(f"[recording] {'pbx_directory' if recording.pbx_directory else 'directory'}: "
+                          f"{pbx_root!r}: the PBX is given recording paths of letters, digits, _ . / - only")
     if not recording.directory:
         raise ConfigError("[recording] directory: must not be empty")
     if settings.tasks.attempts < 1:

@@ -60,6 +60,8 @@ DEFAULTS = {
     "CODE_WHISPER": "*223",
     "CODE_BARGE": "*224",
     "CODE_RECORD_PAUSE": "*1",
+    # Where the PBX writes recordings: ctl's [recording] pbx_directory (or directory).
+    "RECORDINGS": "/var/spool/asterisk/recordings",
     # Seconds between the OPTIONS that find a phone unreachable (ctl: suspended).
     "QUALIFY_FREQUENCY": "30",
 }
@@ -174,7 +176,9 @@ def parse_settings(pairs: list[str], base: dict[str, str]) -> dict[str, str]:
         key, sep, value = pair.partition("=")
         if not sep or not re.fullmatch(r"[A-Z_]+", key):
             raise SandboxError(f"--set expects KEY=VALUE with an upper-case KEY, got {pair!r}")
-        if not re.fullmatch(r"[A-Za-z0-9._:*#-]+", value):
+        # RECORDINGS is an absolute path; no other value holds a '/'.
+        allowed = r"/[A-Za-z0-9._/-]*" if key == "RECORDINGS" else r"[A-Za-z0-9._:*#-]+"
+        if not re.fullmatch(allowed, value) or "/../" in value + "/":
             raise SandboxError(f"--set {key}: value {value!r} has characters a config cannot hold")
         settings[key] = value
     return settings

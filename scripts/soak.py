@@ -139,6 +139,9 @@ class Serve:
         return text.count("reconciled with the PBX")
 
 
+REGISTER_EXPIRES = 300
+
+
 def ctl(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     result = subprocess.run([CTL, *args], env=env, capture_output=True, text=True, timeout=60)
     if check and result.returncode != 0:
@@ -196,12 +199,20 @@ def main(argv: list[str] | None = None) -> int:
         for extension in OPERATORS:
             ctl(base, "operator", "add", extension, "--name", f"Operator {extension}")
         ctl(base, "operator", "add", SUPERVISOR, "--name", "Supervisor", "--role", "supervisor")
+        contacts: dict[str, int] = {}
         for extension in (*OPERATORS, SUPERVISOR):
             port, media = free_ports(2)
             phones.append(SippPhone("answer", port, media, work / "phones", hold_ms=600_000).start())
-            status = register(("127.0.0.1", sip), extension, secrets[extension], port)
-            if status != 200:
-                raise RuntimeError(f"REGISTER {extension} answered {status}")
+            contacts[extension] = port
+
+        def register_phones() -> None:
+            # Registrations last REGISTER_EXPIRES s: a real phone renews them, so do we.
+            for extension, port in contacts.items():
+                status = register(("127.0.0.1", sip), extension, secrets[extension], port,
+                                  expires=REGISTER_EXPIRES)
+                if status != 200:
+                    raise RuntimeError(f"REGISTER {extension} answered {status}")
+        register_phones()
         (media,) = free_ports(1)
         phones.append(SippPhone("answer", clients, media, work / "phones", hold_ms=4000).start())
 
@@ -214,12 +225,16 @@ def main(argv: list[str] | None = None) -> int:
         busy_until: dict[str, float] = {}
         start = time.monotonic()
         next_drop, next_restart, next_sample = start + drop_every, start + restart_every, start
+        next_register = start + REGISTER_EXPIRES / 2
         kills = restarts = 0
         while time.monotonic() - start < duration:
             now = time.monotonic()
             if now >= next_sample:
                 serve.sample()
                 next_sample = now + 5
+            if now >= next_register:
+                register_phones()
+                next_register = now + REGISTER_EXPIRES / 2
             if now >= next_drop:
                 proxy.drop()
                 next_drop = now + drop_every

@@ -95,6 +95,12 @@ def device_state(device: str) -> Action:
     return {"Action": "Getvar", "Variable": f"DEVICE_STATE({_safe(device, 'device')})"}
 
 
+def global_variable(name: str) -> Action:
+    if not _VARIABLE_NAME.fullmatch(name):
+        raise ValidationError(f"variable name {name!r} is not valid")
+    return {"Action": "Getvar", "Variable": name}
+
+
 def spy(request: SpyRequest, context: str) -> Action:
     """Ring the supervisor; on answer, `context` runs ChanSpy on the exact target channel."""
     return originate(OriginateRequest(
@@ -121,19 +127,39 @@ def redirect(channel_name: str, context: str, exten: str = "s", priority: int = 
             "Exten": _safe(exten, "exten"), "Priority": str(priority)}
 
 
-def mix_monitor(channel_name: str, options: RecordingOptions) -> Action:
-    """Record a channel: both directions mixed into `path` (D: as two interleaved channels),
-    or only what its party says (rx: option r) or hears (tx: option t) into `path`."""
-    path = _safe(options.path, "path")
-    if any(ch in path for ch in "(),|"):
-        raise ValidationError(f"path: {path!r} has characters MixMonitor options cannot carry")
-    flags = ("D" if options.stereo else "") + ("a" if options.append else "")
-    action = {"Action": "MixMonitor", "Channel": _channel(channel_name)}
-    if options.direction == "both":
-        return {**action, "File": path, "Options": flags}
-    if options.direction not in ("rx", "tx"):
+# The "digit" ctl makes a leg press to start a recording on it (features.conf: ctlrecord, and
+# exten R of the spy's digit context): the dialplan then runs MixMonitor, because AMI's own
+# MixMonitor action needs the `system` right, which also runs shell commands. No phone can
+# send R: SIP phones' DTMF (RTP events, SIP INFO) carries only 0-9 * # A-D and flash.
+RECORD_TRIGGER_DIGIT = "R"
+PHONE_DTMF = "0123456789*#ABCD"
+# What the dialplan accepts in a recording order: a plain absolute path, and the letters it maps
+# to MixMonitor options. Anything else it refuses (dialplan/asterisk/ctl-recording.conf).
+_RECORDING_PATH = re.compile(r"/[A-Za-z0-9_./-]{1,250}")
+
+
+def recording_order(options: RecordingOptions) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The two channel variables that order a recording: CTL_REC_FILE (an absolute path) and
+    CTL_REC_HOW (m: both directions mixed, r: what the party says, t: what it hears; then D for
+    two interleaved channels, a to append)."""
+    path = options.path
+    if not _RECORDING_PATH.fullmatch(path) or "/../" in path + "/" or "/./" in path + "/":
+        raise ValidationError(f"path: {path!r} is not a plain absolute path the dialplan accepts "
+                              "(letters, digits, _ . / - only)")
+    direction = {"both": "m", "rx": "r", "tx": "t"}.get(options.direction)
+    if direction is None:
         raise ValidationError(f"direction: expected both, rx or tx, got {options.direction!r}")
-    return {**action, "Options": flags + f"{'r' if options.direction == 'rx' else 't'}({path})"}
+    how = direction + ("D" if options.stereo else "") + ("a" if options.append else "")
+    return ("CTL_REC_FILE", path), ("CTL_REC_HOW", how)
+
+
+def receive_digit(channel_name: str, digit: str, duration_ms: int = 100) -> Action:
+    """As if the channel's party pressed `digit`: the bridge's feature codes (or ChanSpy's exit
+    digits) see it; nothing is sent to the phone. R is ctl's own (RECORD_TRIGGER_DIGIT)."""
+    if len(digit) != 1 or digit not in PHONE_DTMF + RECORD_TRIGGER_DIGIT:
+        raise ValidationError(f"digit: {digit!r} is not one DTMF digit")
+    return {"Action": "PlayDTMF", "Channel": _channel(channel_name), "Digit": digit,
+            "Duration": str(duration_ms), "Receive": "yes"}
 
 
 def stop_mix_monitor(channel_name: str) -> Action:

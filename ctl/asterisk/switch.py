@@ -186,6 +186,9 @@ class AsteriskSwitch:
         self._protocol: _Protocol | None = None
         self._events = EventDispatch("ctl-ami-dispatch")
         self._names: dict[str, str] = {}  # Uniqueid → channel name, for actions that need names
+        # Uniqueid → futures of record_start calls waiting for that channel's MixMonitorStart.
+        self._recording_waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._recordings_root: str | None = None  # the dialplan's CTL_RECORDINGS, read once per connection
         self._closing = False
 
     # -- subscription and dispatch ---------------------------------------------------
@@ -199,6 +202,12 @@ class AsteriskSwitch:
             self._names[uniqueid] = str(message.get("Channel"))
         elif name == "Rename" and isinstance(uniqueid, str):
             self._names[uniqueid] = str(message.get("Newname"))
+        elif name == "MixMonitorStart" and isinstance(uniqueid, str):
+            # Resolved here, as the message is read, not from the dispatch queue: the handler
+            # waiting in record_start may be the one the queue is waiting for.
+            for waiter in self._recording_waiters.pop(uniqueid, []):
+                if not waiter.done():
+                    waiter.set_result(None)
         try:
             translated = translate(message, self.node, _now())
         except MissingHeader as error:
@@ -256,6 +265,7 @@ class AsteriskSwitch:
         log.info("connected to Asterisk AMI", extra={"fields": {"host": host, "port": port,
                                                                  "version": protocol.version,
                                                                  "message": str(reply.get("Message"))}})
+        self._recordings_root = None
         self._events.put(ev.SwitchConnected(node=self.node, at=_now()))
 
     async def run(self) -> None:
@@ -392,7 +402,51 @@ class AsteriskSwitch:
         await self.set_spy_mode(spy_channel_id, mode)
 
     async def record_start(self, channel_id: str, options: RecordingOptions) -> None:
-        await self._send(actions.mix_monitor(self._name(channel_id), options))
+        """Order the recording on the leg (two channel variables), then make the leg "press"
+        the trigger digit: its feature code (or, on a spy leg, ChanSpy's exit digit) runs the
+        dialplan that checks the order and runs MixMonitor. AMI's MixMonitor action would need
+        the `system` right, which also runs shell commands. Returns once MixMonitor started."""
+        name = self._name(channel_id)
+        order = actions.recording_order(options)
+        await self._check_recordings_directory(options.path)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._recording_waiters.setdefault(channel_id, []).append(waiter)
+        try:
+            for variable, value in order:
+                await self._send(actions.set_variable(name, variable, value))
+            await self._send(actions.receive_digit(name, actions.RECORD_TRIGGER_DIGIT))
+            await asyncio.wait_for(waiter, self.settings.action_timeout)
+        except TimeoutError:
+            await self._cancel_order(name)
+            raise ActionFailed(f"the recording did not start on {name} within {self.settings.action_timeout:g} s "
+                               "(is the leg in a call, with ctl's dialplan and features.conf?)") from None
+        except SwitchError:
+            await self._cancel_order(name)
+            raise
+        finally:
+            waiters = self._recording_waiters.get(channel_id, [])
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters:
+                self._recording_waiters.pop(channel_id, None)
+
+    async def _check_recordings_directory(self, path: str) -> None:
+        """The dialplan records only below its CTL_RECORDINGS: say so plainly, rather than
+        wait for a recording it refuses to start."""
+        if self._recordings_root is None:
+            reply = await self._send(actions.global_variable("CTL_RECORDINGS"))
+            self._recordings_root = str(reply.get("Value") or "").rstrip("/")
+        root = self._recordings_root
+        if root and not path.startswith(root + "/"):
+            raise ActionFailed(f"Asterisk's dialplan records only below {root} (CTL_RECORDINGS in "
+                               f"extensions.conf), not {path}: make [recording] pbx_directory the same")
+
+    async def _cancel_order(self, name: str) -> None:
+        """An order that did not run must not run later, when the party presses the digit."""
+        try:
+            await self._send(actions.set_variable(name, "CTL_REC_FILE", ""))
+        except SwitchError:
+            pass  # the leg is gone, or so is the link: no order is left to run
 
     async def record_stop(self, channel_id: str) -> None:
         await self._send(actions.stop_mix_monitor(self._name(channel_id)))

@@ -263,8 +263,12 @@ def test_record_commands_refuse_with_one_line_and_write_nothing(ctl: CtlRunner, 
     assert "disk full" in refused(5, "storage", "start", str(call_id),
                                   env={"CTL_RECORDING_DIRECTORY": str(full), "CTL_RECORDING_MIN_FREE_MB": "1"})
     # ctl's directory is fine, but Asterisk cannot create files where it is told to.
+    (asterisk.recordings / "blocked").write_text("a file where a directory should be")
     assert "did not create" in refused(5, "storage", "start", str(call_id),
-                                       env={"CTL_RECORDING_PBX_DIRECTORY": "/proc/ctl-recordings"})
+                                       env={"CTL_RECORDING_PBX_DIRECTORY": "/var/spool/asterisk/recordings/blocked"})
+    # The dialplan records only in its own recordings directory (CTL_RECORDINGS).
+    assert "records only below /var/spool/asterisk/recordings" in refused(
+        3, "action_failed", "start", str(call_id), env={"CTL_RECORDING_PBX_DIRECTORY": "/proc/ctl-recordings"})
 
     started = ctl.json("record", "start", str(call_id))
     assert started["already"] is False and started["state"] == "recording"

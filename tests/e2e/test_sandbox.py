@@ -7,7 +7,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.e2e.conftest import start_sandbox
+from tests.e2e.conftest import Sandbox, start_sandbox
 
 
 def _mount_points(pid: str = "self") -> set[str]:
@@ -52,3 +52,12 @@ def test_sandbox_binds_loopback_only_and_leaks_no_mount(tmp_path: Path) -> None:
     assert sandbox.instance.pid() is None
     assert not os.path.exists(f"/proc/{pid}")
     assert not any(point.startswith(str(sandbox.instance.root)) for point in _mount_points())
+
+
+def test_ctls_configuration_loads_without_a_warning(asterisk: Sandbox) -> None:
+    """A ';' inside an application's arguments starts a comment: Asterisk then warns and loads a
+    broken line. Every config file ctl ships must load cleanly."""
+    console = (asterisk.instance.state / "console.log").read_text(errors="replace")
+    complaints = [line for line in console.splitlines()
+                  if "WARNING" in line and any(part in line for part in ("pbx_config.c", "config.c", "features"))]
+    assert complaints == []

@@ -129,3 +129,73 @@ def test_forged_fastagi_requests_open_no_session(bridged: int, ctl: CtlRunner, a
     # The real supervisor is not blocked.
     session = ctl.json("monitor", "listen", "101", "--by", "200")
     assert int(session["session"]) > 0
+
+
+def test_ctls_ami_user_runs_no_shell_and_reads_no_secret(asterisk: Sandbox) -> None:
+    """Finding 3: with `system`, ctl's AMI user ran /bin/sh through Originate and read every
+    secret with GetConfig. Recordings start from the dialplan now, and the right is gone."""
+    marker = asterisk.recordings / "pwned"
+    shell = "touch /var/spool/asterisk/recordings/pwned"
+    attempts = [
+        {"Action": "Originate", "Channel": "Local/s@ctl-refuse-number", "Application": "AGI",
+         "Data": f"/bin/sh,-c,{shell}"},
+        {"Action": "Originate", "Channel": "Local/s@ctl-refuse-number", "Application": "System", "Data": shell},
+        {"Action": "Originate", "Channel": "Local/s@ctl-refuse-number", "Application": "Exec",
+         "Data": f"System({shell})"},
+        {"Action": "Originate", "Channel": "Local/s@ctl-refuse-number", "Application": "MixMonitor",
+         "Data": f"/var/spool/asterisk/recordings/m.wav,,{shell}"},
+        {"Action": "MixMonitor", "Channel": "Local/s@ctl-refuse-number", "File": "/tmp/m.wav", "Command": shell},
+        {"Action": "GetConfig", "Filename": "manager.conf"},
+        {"Action": "GetConfigJSON", "Filename": "pjsip.conf"},
+        {"Action": "Command", "Command": "core show version"},
+    ]
+    for attempt in attempts:
+        reply = action(asterisk.ami_port, asterisk.secret("ami"), **attempt)
+        assert reply["Response"] == "Error", (attempt, reply)
+        assert asterisk.secret("ami") not in str(reply)
+    time.sleep(1)
+    assert not marker.exists()
+
+
+def _refused_orders(asterisk: Sandbox) -> int:
+    log = asterisk.instance.state / "log" / "messages.log"
+    return log.read_text(errors="replace").count("ctl: refused a recording order")
+
+
+def test_a_leg_pressing_the_record_digit_records_only_what_ctl_ordered(ctl: CtlRunner, serve: Serve,
+                                                                       phones: Phones, asterisk: Sandbox) -> None:
+    """The "digit" R (no phone can send it) starts the recording ctl ordered on a leg: R without
+    an order starts nothing, a phone's D is plain DTMF, and the dialplan runs no order whose
+    path leaves the recordings directory or whose options are not ctl's."""
+    ctl.run("project", "set", "Sales", "--recording", "on-demand")
+    phones.phone("101", "answer", hold_ms=120_000)
+    phones.clients("answer", hold_ms=120_000)
+    call_id = int(ctl.json("call", "bridge", "--operator", "101", "--to", "79991234567", "--project", "Sales")["id"])
+    ctl.wait_state(call_id, "bridged")
+    client, operator = _channel_of(asterisk, "PJSIP/clients-"), _channel_of(asterisk, "PJSIP/101-")
+
+    def send(**fields: str) -> None:
+        reply = action(asterisk.ami_port, asterisk.secret("ami"), **fields)
+        assert reply["Response"] == "Success", (fields, reply)
+
+    for leg in (client, operator):
+        for digit in ("R", "D", "A"):
+            send(Action="PlayDTMF", Channel=leg, Digit=digit, Receive="yes")
+    root = "/var/spool/asterisk/recordings"
+    files_before = set(asterisk.recordings.rglob("*"))
+    bad_orders = [("/etc/asterisk/x.wav", "m"), (f"{root}/a.wav,,/bin/sh", "m"), (f"{root}/../x.wav", "m"),
+                  (f"{root}/a.wav", "mb"), (f"{root}/a.wav", "x"), (f"{root}-other/a.wav", "m")]
+    before = _refused_orders(asterisk)
+    for file, how in bad_orders:
+        send(Action="Setvar", Channel=client, Variable="CTL_REC_FILE", Value=file)
+        send(Action="Setvar", Channel=client, Variable="CTL_REC_HOW", Value=how)
+        send(Action="PlayDTMF", Channel=client, Digit="R", Receive="yes")
+        wait_for(lambda count=before: _refused_orders(asterisk) > count,
+                 message=f"the order {file!r} {how!r} to be refused")
+        before = _refused_orders(asterisk)
+    time.sleep(1)
+    assert _alerts(ctl) == []  # no MixMonitor started: ctl would report one it did not start
+    assert set(asterisk.recordings.rglob("*")) == files_before
+    assert ctl.call(call_id)["state"] == "bridged"
+    # What ctl orders runs.
+    assert ctl.json("record", "start", str(call_id))["state"] == "recording"

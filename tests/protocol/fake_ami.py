@@ -139,6 +139,10 @@ class FakeAmiServer:
                      "Message: Channels will follow\r\n\r\n"
                      f"Event: CoreShowChannelsComplete\r\nActionID: {action_id}\r\nEventList: Complete\r\n"
                      "ListItems: 0\r\n\r\n")
+        elif action.name == "Getvar" and action.fields.get("Variable") == "CTL_RECORDINGS":
+            # The global that ctl's extensions.conf sets: where the dialplan records.
+            reply = (f"Response: Success\r\nActionID: {action_id}\r\nVariable: CTL_RECORDINGS\r\n"
+                     "Value: /var/spool/asterisk/recordings\r\n\r\n")
         elif action.name == "Ping":
             reply = f"Response: Success\r\nActionID: {action_id}\r\nPing: Pong\r\n\r\n"
         else:

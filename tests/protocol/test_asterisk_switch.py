@@ -244,9 +244,15 @@ async def test_tracker_stores_the_recorded_busy_call(server_factory: list[FakeAm
         assert call.client_number == "79991234567" and call.answered_at is None
 
 
-# scripts/record_ami.py on a bridged click-to-call: MixMonitor (stereo) on the client's
-# leg, mute, unmute, StopMixMonitor, hangup.
-RECORDED = ["Login", "Originate", "MixMonitor", "MixMonitorMute", "MixMonitorMute", "StopMixMonitor", "Hangup"]
+# scripts/record_ami.py on a bridged click-to-call: a recording (stereo) started on the client's
+# leg, mute, unmute, StopMixMonitor, hangup. The capture was taken when ctl sent AMI's
+# MixMonitor action; ctl now orders the recording (two Setvar) and triggers the dialplan
+# (PlayDTMF): the captured reply answers the PlayDTMF (a bare Success, as PlayDTMF's is), the
+# Setvars and the Getvar get the fake's generic Success, and the MixMonitorStart that follows
+# is the same either way.
+RECORDED = ["Login", "Originate", "PlayDTMF", "MixMonitorMute", "MixMonitorMute", "StopMixMonitor", "Hangup"]
+SENT = ["Login", "Originate", "Getvar", "Setvar", "Setvar", "PlayDTMF", "MixMonitorMute", "MixMonitorMute",
+        "StopMixMonitor", "Hangup"]
 
 
 @pytest.mark.parametrize("chunks", [None, [3, 11]], ids=["whole", "split"])
@@ -277,9 +283,13 @@ async def test_recording_actions_and_the_mixmonitor_events(server_factory: list[
     await switch.close()
 
     sent = {a.name: a.fields for a in server.received}
-    assert [a.name for a in server.received][:7] == RECORDED
-    assert sent["MixMonitor"]["Channel"] == "PJSIP/clients-00000001"
-    assert (sent["MixMonitor"]["File"], sent["MixMonitor"]["Options"]) == (path, "D")
+    assert [a.name for a in server.received if a.name != "Ping"][:10] == SENT
+    assert sent["Getvar"]["Variable"] == "CTL_RECORDINGS" and "Channel" not in sent["Getvar"]
+    order = [(a.fields["Channel"], a.fields["Variable"], a.fields["Value"]) for a in server.received
+             if a.name == "Setvar"]
+    assert order == [("PJSIP/clients-00000001", "CTL_REC_FILE", path), ("PJSIP/clients-00000001", "CTL_REC_HOW", "mD")]
+    assert {k: v for k, v in sent["PlayDTMF"].items() if k != "ActionID"} == {
+        "Action": "PlayDTMF", "Channel": "PJSIP/clients-00000001", "Digit": "R", "Duration": "100", "Receive": "yes"}
     mutes = [(a.fields["Direction"], a.fields["State"]) for a in server.received if a.name == "MixMonitorMute"]
     assert mutes == [("both", "1"), ("both", "0")]
     assert sent["StopMixMonitor"]["Channel"] == "PJSIP/clients-00000001"
@@ -287,3 +297,32 @@ async def test_recording_actions_and_the_mixmonitor_events(server_factory: list[
     assert (started_event.call_id, started_event.channel_id) == ("ctl-0002", client.channel_id)  # type: ignore[attr-defined]
     assert [e.muted for e in seen.of(ev.RecordingMuted)] == [True, False]  # type: ignore[attr-defined]
     assert [e.channel_id for e in seen.of(ev.RecordingStopped)] == [client.channel_id]  # type: ignore[attr-defined]
+
+
+async def test_a_recording_order_is_checked_and_withdrawn_when_it_does_not_run(
+        server_factory: list[FakeAmiServer]) -> None:
+    from dataclasses import replace
+
+    from ctl.errors import ActionFailed, SwitchError
+    from ctl.model import RecordingOptions
+
+    server, port = await started(server_factory, FakeAmiServer("recording.ami", RECORDED,
+                                                               stall=frozenset({"PlayDTMF"})))
+    switch = AsteriskSwitch(settings_for(port, action_timeout=1.0))
+    seen = Collector()
+    switch.subscribe(seen)
+    await switch.connect()
+    await switch.originate(replace(ORIGINATE, channel_id="ctl-0002"))
+    await seen.wait(ev.ChannelEnteredBridge, 2, timeout=30)
+    [client] = [c for c in seen.of(ev.ChannelCreated) if c.endpoint == "clients"]  # type: ignore[attr-defined]
+    # Outside the dialplan's recordings directory: refused before anything is set on the leg.
+    with pytest.raises(ActionFailed, match="records only below /var/spool/asterisk/recordings"):
+        await switch.record_start(client.channel_id, RecordingOptions(path="/srv/elsewhere/call-7.wav"))
+    assert not [a for a in server.received if a.name == "Setvar"]
+    # The trigger is never answered: the order is withdrawn, so a later trigger starts nothing.
+    with pytest.raises(SwitchError):
+        await switch.record_start(client.channel_id,
+                                  RecordingOptions(path="/var/spool/asterisk/recordings/2026/11/22/call-7.wav"))
+    setvars = [(a.fields["Variable"], a.fields["Value"]) for a in server.received if a.name == "Setvar"]
+    assert setvars[-1] == ("CTL_REC_FILE", "")
+    await switch.close()

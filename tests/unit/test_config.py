@@ -78,6 +78,12 @@ def test_recording_settings_from_file_and_environment(tmp_path: Path) -> None:
     assert (recording.directory, recording.policy, recording.stereo) == ("/srv/rec", "on-demand", False)
     assert recording.pbx_root == "/var/spool/asterisk/rec"
     assert load_settings(path, environ={}).recording.pbx_root == "/srv/rec"
+    # The PBX is given paths the recording dialplan accepts: letters, digits, _ . / - only.
+    for bad in ("/srv/my recordings", "/srv/rec:1", "/srv/réc"):
+        with pytest.raises(ConfigError, match="letters, digits, _ . / - only"):
+            load_settings(path, environ={"CTL_RECORDING_PBX_DIRECTORY": bad})
+    with pytest.raises(ConfigError, match=r"\[recording\] directory"):
+        load_settings(path, environ={"CTL_RECORDING_DIRECTORY": "/srv/my recordings"})
 
 
 def test_freeswitch_settings_from_the_environment() -> None:

@@ -338,17 +338,25 @@ def test_supervisor_spans_are_whisper_and_barge_minus_pauses() -> None:
                                                                           (at[10], at[11])]
 
 
-def test_mix_monitor_action_for_one_direction_and_unsafe_paths() -> None:
+def test_recording_order_for_one_direction_and_unsafe_paths() -> None:
     from ctl.asterisk import actions
     from ctl.errors import ValidationError
 
-    action = actions.mix_monitor("PJSIP/200-00000001", RecordingOptions(path="/r/a.wav", direction="rx"))
-    assert action == {"Action": "MixMonitor", "Channel": "PJSIP/200-00000001", "Options": "r(/r/a.wav)"}
-    both = actions.mix_monitor("PJSIP/c-1", RecordingOptions(path="/r/b.wav", stereo=True, append=True))
-    assert both["File"] == "/r/b.wav" and both["Options"] == "Da"
-    for bad in ("/r/a).wav", "/r/a\r\nAction: Command.wav"):
+    order = actions.recording_order(RecordingOptions(path="/r/a.wav", direction="rx"))
+    assert order == (("CTL_REC_FILE", "/r/a.wav"), ("CTL_REC_HOW", "r"))
+    both = actions.recording_order(RecordingOptions(path="/r/b.wav", stereo=True, append=True))
+    assert both[1] == ("CTL_REC_HOW", "mDa")
+    for bad in ("/r/a).wav", "/r/a\r\nAction: Command.wav", "r/a.wav", "/r/../etc/x.wav", "/r/a,b.wav",
+                "/r/a b.wav", "/r/./a.wav", "/r/a$x.wav"):
         with pytest.raises(ValidationError):
-            actions.mix_monitor("PJSIP/c-1", RecordingOptions(path=bad, direction="rx"))
+            actions.recording_order(RecordingOptions(path=bad, direction="rx"))
+    with pytest.raises(ValidationError):
+        actions.recording_order(RecordingOptions(path="/r/a.wav", direction="x"))
+    assert actions.RECORD_TRIGGER_DIGIT not in actions.PHONE_DTMF  # no phone can press it
+    assert actions.receive_digit("PJSIP/c-1", "R") == {"Action": "PlayDTMF", "Channel": "PJSIP/c-1", "Digit": "R",
+                                                        "Duration": "100", "Receive": "yes"}
+    with pytest.raises(ValidationError):
+        actions.receive_digit("PJSIP/c-1", "RR")
 
 
 async def test_a_recorded_leg_moved_to_another_bridge_is_recorded_afresh(store: Store, tmp_path: Path,
