@@ -165,6 +165,20 @@ class TaskSettings:
 
 
 @dataclass(frozen=True)
+class ApiSettings:
+    """The HTTP API of `ctl serve`: TCP for applications (a bearer token per request) and a
+    Unix socket for the local admin (its file mode is the check)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8088
+    # Relative paths are taken from the working directory, where the default store lives too.
+    socket: str = "ctl.sock"
+    # The Unix socket's group (its mode is 0660); empty: the group of the user running serve.
+    socket_group: str = ""
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
     format: str = "json"
@@ -180,6 +194,7 @@ class Settings:
     recording: RecordingSettings = field(default_factory=RecordingSettings)
     operators: OperatorSettings = field(default_factory=OperatorSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str = "defaults"
 
@@ -193,6 +208,7 @@ SECTIONS: dict[str, type[Any]] = {
     "recording": RecordingSettings,
     "operators": OperatorSettings,
     "tasks": TaskSettings,
+    "api": ApiSettings,
     "log": LogSettings,
 }
 
@@ -337,6 +353,15 @@ def _check_values(settings: Settings) -> None:
                 raise ConfigError(f"{where}: {address!r} is not an IP address or network") from None
     if not 1 <= settings.monitor.agi_port <= 65535:
         raise ConfigError(f"[monitor] agi_port: expected 1-65535, got {settings.monitor.agi_port}")
+    api = settings.api
+    if not 1 <= api.port <= 65535:
+        raise ConfigError(f"[api] port: expected 1-65535, got {api.port}")
+    try:
+        ipaddress.ip_address(api.host)
+    except ValueError:
+        raise ConfigError(f"[api] host: expected an IP address to listen on, got {api.host!r}") from None
+    if not api.socket or any(ch in api.socket for ch in "\x00\r\n") or len(api.socket.encode()) > 100:
+        raise ConfigError("[api] socket: expected a path of at most 100 bytes")
     recording = settings.recording
     if recording.policy not in RECORDING_POLICIES:
         raise ConfigError(f"[recording] policy: expected always, on-demand or never, got {recording.policy!r}")

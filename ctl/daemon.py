@@ -8,6 +8,8 @@ import signal
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ctl.api.app import create_app
+from ctl.api.server import ApiServer
 from ctl.asterisk.agi import FeatureCodeServer
 from ctl.config import Settings
 from ctl.errors import ConfigError, SwitchUnreachable
@@ -77,6 +79,8 @@ def _warn_wildcard_binds(settings: Settings) -> None:
     binds = [("[monitor] agi_host", settings.monitor.agi_host)]
     if settings.freeswitch.host:
         binds.append(("[freeswitch] outbound_host", settings.freeswitch.outbound_host))
+    if settings.api.enabled:
+        binds.append(("[api] host", settings.api.host))
     for where, host in binds:
         if host in WILDCARD_HOSTS:
             log.warning("%s = %r listens on every interface: anything that reaches it must also pass the "
@@ -94,10 +98,13 @@ async def serve(settings: Settings) -> None:
     first = stacks[0]
     tasks = TaskScheduler(store, first.switch, settings, [s.switch for s in stacks[1:]])
     started: list[_Stack] = []
+    api = _api_server(settings, store, stacks)
     try:
         for stack in stacks:
             await stack.feature_codes.start()
             started.append(stack)
+        if api is not None:
+            await api.start()
     except BaseException:
         for stack in started:
             await stack.feature_codes.close()
@@ -129,6 +136,8 @@ async def serve(settings: Settings) -> None:
                 finished.result()  # re-raise what killed it
     finally:
         log.info("ctl serve stopping")
+        if api is not None:
+            await api.stop()
         for stack in stacks:
             await stack.feature_codes.close()
             await stack.switch.close()
@@ -140,6 +149,12 @@ async def serve(settings: Settings) -> None:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
         log.info("ctl serve stopped")
+
+
+def _api_server(settings: Settings, store: Store, stacks: list[_Stack]) -> ApiServer | None:
+    if not settings.api.enabled:
+        return None
+    return ApiServer(settings.api, create_app(store, {stack.switch.node: stack.switch for stack in stacks}))
 
 
 async def _every_second(stacks: list[_Stack], tasks: TaskScheduler) -> None:

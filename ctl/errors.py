@@ -10,6 +10,7 @@
     │   │   └── CallEnded         the call ended meanwhile                        exit 7
     │   └── Conflict              already exists / already in that state          exit 8
     │       └── AlreadyMonitored  another supervisor is on that call              exit 8
+    ├── Unauthenticated           no API token, or one unknown, expired or revoked exit 9
     ├── StoreError                the database cannot be reached or is not migrated exit 5
     ├── StorageError              recording files: directory missing, not writable,
     │                             disk full, file missing or incomplete            exit 5
@@ -68,6 +69,11 @@ class Conflict(DomainError):
 
 class AlreadyMonitored(Conflict):
     kind = "already_monitored"
+
+
+class Unauthenticated(CtlError):
+    exit_code = 9
+    kind = "unauthenticated"
 
 
 class StoreError(CtlError):

@@ -6,10 +6,12 @@ FreeSWITCH); a call, a session or a recording is on the node its row names.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ctl.config import Settings
-from ctl.errors import ConfigError, ValidationError
+from ctl.errors import ConfigError, DomainError, ValidationError
+from ctl.store import queries
+from ctl.store.engine import Store
 from ctl.switch import Switch
 from ctl.validation import check_path_token
 
@@ -73,6 +75,38 @@ def make_switch(settings: Settings, node: str | None = None) -> Switch:
 
         return AsteriskSwitch(settings.asterisk, spy_context=settings.monitor.spy_context)
     raise ConfigError(f"node {node!r} is not configured here (configured: {', '.join(configured_nodes(settings))})")
+
+
+def node_of_request(store: Store, settings: Settings, people: Sequence[str] = (), call_id: int | None = None,
+                    session_id: int | None = None, supervisor: str | None = None) -> str | None:
+    """The node a request is about: the people's phones (their dial strings name the PBX;
+    they must all be on one), else the call's or the session's node (None: none known)."""
+    with store.transaction() as session:
+        nodes = {}
+        for extension in people:
+            person = queries.operator_by_extension(session, extension)
+            if person is not None:
+                nodes[person.extension] = node_of_dial_string(settings, person.dial_string)
+        if len(set(nodes.values())) > 1:
+            raise DomainError("these phones are on different PBXs: "
+                              + ", ".join(f"{ext} on {where}" for ext, where in nodes.items()))
+        if nodes:
+            return next(iter(nodes.values()))
+        if call_id is not None:
+            return queries.node_of_call(session, call_id)
+        if session_id is not None or supervisor is not None:
+            return queries.node_of_monitor_session(session, session_id, supervisor)
+    return None
+
+
+def switch_for_request(store: Store, settings: Settings, people: Sequence[str] = (), call_id: int | None = None,
+                       session_id: int | None = None, supervisor: str | None = None) -> Switch:
+    """The adapter of the PBX the request is about (see node_of_request), else the first
+    configured PBX. Unknown names are left to the service, which refuses them."""
+    node = node_of_request(store, settings, people, call_id, session_id, supervisor)
+    # A row of a node this controller does not drive: the first PBX, and the service's own
+    # checks (the call's state, its channels) say what is wrong.
+    return make_switch(settings, node if node in configured_nodes(settings) else None)
 
 
 def check_feature_code_secret(settings: Settings, node: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import datetime
 
 from ctl.errors import ConfigError, ValidationError
 
@@ -179,3 +180,12 @@ def check_result_code(value: str, field: str = "result code") -> str:
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", code):
         raise ValidationError(f"{field}: {value!r} must be letters, digits, '_', '.', '-' (max 64)")
     return code
+
+
+def parse_since(text: str, field: str = "--since") -> datetime:
+    """An ISO date or time; without an offset, in the machine's time zone."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValidationError(f"{field}: {text!r} is not an ISO date or time (e.g. 2026-11-01T09:00)") from None
+    return parsed if parsed.tzinfo else parsed.astimezone()

@@ -93,7 +93,8 @@ def main() -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CTL_")}
     env.update({"CTL_DATABASE_URL": f"sqlite:///{work / 'ctl.db'}", "CTL_ASTERISK_PORT": str(ami),
                 "CTL_ASTERISK_SECRET": secrets["ami"], "CTL_MONITOR_AGI_PORT": str(agi),
-                "CTL_MONITOR_AGI_SECRET": secrets["agi"], "CTL_LOG_LEVEL": "warning"})
+                "CTL_MONITOR_AGI_SECRET": secrets["agi"], "CTL_LOG_LEVEL": "warning",
+                "CTL_API_PORT": str(free_port(kind=1)), "CTL_API_SOCKET": str(work / "ctl.sock")})
     phones: list[SippPhone] = []
     serve = None
     try:
@@ -123,9 +124,10 @@ def main() -> int:
         time.sleep(1)  # bridged and in the store
 
         from ctl.asterisk import AsteriskSwitch
+        from ctl.cli.pbx import connected
         from ctl.config import load_settings
         from ctl.model import MonitorMode
-        from ctl.services.monitoring import start_from_cli
+        from ctl.services.monitoring import start_monitoring
         from ctl.store.engine import Store
 
         ctl_settings = load_settings(environ=env)
@@ -146,10 +148,13 @@ def main() -> int:
                          Data=f"{operator_channel},q", Async="true", ChannelId=f"bare-{uuid.uuid4().hex}")
             return watcher.wait_start(started) - started
 
+        async def listen() -> None:
+            async with connected(AsteriskSwitch(ctl_settings.asterisk)) as switch:
+                await start_monitoring(store, switch, ctl_settings, MonitorMode.LISTEN, "101", "200", follow=False)
+
         def service() -> float:
             started = time.perf_counter()
-            asyncio.run(start_from_cli(store, AsteriskSwitch(ctl_settings.asterisk), ctl_settings,
-                                       MonitorMode.LISTEN, "101", "200", follow=False))
+            asyncio.run(listen())
             return watcher.wait_start(started) - started
 
         def cli() -> float:

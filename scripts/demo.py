@@ -79,6 +79,9 @@ def main() -> int:
             # Asterisk writes recordings inside its root; ctl reads them from the host.
             "CTL_RECORDING_DIRECTORY": str(work / "asterisk" / "spool" / "recordings"),
             "CTL_RECORDING_PBX_DIRECTORY": "/var/spool/asterisk/recordings",
+            # serve's HTTP API: a free loopback port, and its local socket beside the store.
+            "CTL_API_PORT": str(free_port(kind=1)),
+            "CTL_API_SOCKET": str(work / "ctl.sock"),
         })
         say("2. Point ctl at it (environment variables override ctl.toml) and create the store")
         print(f"  CTL_DATABASE_URL={env['CTL_DATABASE_URL']}\n  CTL_ASTERISK_PORT={ami_port}  "

@@ -26,6 +26,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -190,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         base.update({"CTL_DATABASE_URL": f"sqlite:///{work / 'ctl.db'}", "CTL_ASTERISK_PORT": str(ami),
                      "CTL_ASTERISK_SECRET": secrets["ami"], "CTL_ASTERISK_NODE": "soak",
                      "CTL_ASTERISK_RECONNECT_MAX": "2", "CTL_MONITOR_AGI_PORT": str(agi),
+                     "CTL_API_PORT": str(free_port(socket.SOCK_STREAM)), "CTL_API_SOCKET": str(work / "ctl.sock"),
                      "CTL_MONITOR_AGI_SECRET": secrets["agi"], "CTL_CALLS_RING_TIMEOUT": "10",
                      "CTL_RECORDING_DIRECTORY": str(work / "recordings"),
                      "CTL_RECORDING_PBX_DIRECTORY": "/var/spool/asterisk/recordings",

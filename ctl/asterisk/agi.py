@@ -244,8 +244,7 @@ class FeatureCodeServer:
     def _switch_mode(self, spy_channel_id: str, mode: MonitorMode) -> str | None:
         """Record the change and return the new ChanSpy options, or None to keep the mode."""
         with self.store.transaction() as session:
-            changed = monitoring.change_mode_from_phone(session, self.settings.monitor, self.node, spy_channel_id,
-                                                        mode)
+            changed = monitoring.accept_mode_change(session, self.settings.monitor, self.node, spy_channel_id, mode)
         return spy_options(mode) if changed else None
 
     async def _record_pause(self, request: Request) -> None:

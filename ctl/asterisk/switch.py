@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -39,6 +38,7 @@ from ctl.config import AsteriskSettings
 from ctl.dispatch import DispatchStats, EventDispatch
 from ctl.errors import ActionFailed, ActionTimeout, AuthenticationFailed, SwitchError, SwitchUnreachable
 from ctl.model import ChannelInfo, MonitorMode, OriginateRequest, RecordingOptions, SpyRequest
+from ctl.reconnect import keep_connected
 from ctl.switch import EventHandler
 from ctl.validation import check_login_secret
 
@@ -268,32 +268,26 @@ class AsteriskSwitch:
         self._recordings_root = None
         self._events.put(ev.SwitchConnected(node=self.node, at=_now()))
 
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
     async def run(self) -> None:
         """Stay connected until close(); reconnect with exponential back-off and jitter."""
         self._closing = False
-        delay = self.settings.reconnect_min
-        while not self._closing:
-            if not self.connected:
-                try:
-                    await self.connect()
-                except AuthenticationFailed as error:
-                    log.error("%s", error)
-                except SwitchUnreachable as error:
-                    log.warning("%s; retrying in %.1f s", error, delay)
-                if not self.connected:
-                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                    delay = min(delay * 2, self.settings.reconnect_max)
-                    continue
-            delay = self.settings.reconnect_min
-            assert self._protocol is not None
-            pinger = asyncio.get_running_loop().create_task(self._keepalive())
-            try:
-                await self._protocol.lost
-            finally:
-                pinger.cancel()
-            if not self._closing:
-                log.warning("lost the AMI connection; reconnecting")
-                self._events.put(ev.SwitchDisconnected(node=self.node, at=_now(), reason="connection lost"))
+        await keep_connected(self, self.settings.reconnect_min, self.settings.reconnect_max, "AMI")
+
+    async def hold(self) -> str:
+        assert self._protocol is not None
+        pinger = asyncio.get_running_loop().create_task(self._keepalive())
+        try:
+            await self._protocol.lost
+        finally:
+            pinger.cancel()
+        return "connection lost"
+
+    async def lost(self, reason: str) -> None:
+        self._events.put(ev.SwitchDisconnected(node=self.node, at=_now(), reason=reason))
 
     async def _keepalive(self) -> None:
         """A half-open TCP link shows only as unanswered pings: close it so run() reconnects."""

@@ -259,4 +259,4 @@ class OutboundFeatureCodes:
 
     def _change_mode(self, spy_uuid: str, mode: MonitorMode) -> bool:
         with self.store.transaction() as session:
-            return monitoring.change_mode_from_phone(session, self.settings.monitor, self.node, spy_uuid, mode)
+            return monitoring.accept_mode_change(session, self.settings.monitor, self.node, spy_uuid, mode)

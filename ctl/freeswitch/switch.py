@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import uuid as uuidlib
 from datetime import UTC, datetime
 
@@ -25,6 +24,7 @@ from ctl.freeswitch.bridge import EslBridge, Reply
 from ctl.freeswitch.frames import EventData
 from ctl.freeswitch.translate import CAUSES, MissingHeader, Translator, bridged_pairs, channels_from_json, event_time
 from ctl.model import ChannelInfo, HangupCause, MonitorMode, OriginateRequest, RecordingOptions, SpyRequest
+from ctl.reconnect import keep_connected
 from ctl.switch import EventHandler
 from ctl.validation import check_login_secret
 
@@ -120,36 +120,28 @@ class FreeswitchSwitch:
                                                                "port": self.settings.port}})
         self._events.put(ev.SwitchConnected(node=self.node, at=_now()))
 
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
     async def run(self) -> None:
         """Stay connected until close(); reconnect with exponential back-off and jitter."""
         self._closing = False
-        delay = self.settings.reconnect_min
-        while not self._closing:
-            if not self.connected:
-                try:
-                    await self.connect()
-                except AuthenticationFailed as error:
-                    log.error("%s", error)
-                except SwitchUnreachable as error:
-                    log.warning("%s; retrying in %.1f s", error, delay)
-                except SwitchError as error:
-                    log.warning("FreeSWITCH: %s; retrying in %.1f s", error, delay)
-                if not self.connected:
-                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                    delay = min(delay * 2, self.settings.reconnect_max)
-                    continue
-            delay = self.settings.reconnect_min
-            bridge = self._bridge
-            assert bridge is not None and bridge.lost is not None
-            heartbeat = asyncio.get_running_loop().create_task(self._keepalive(bridge))
-            try:
-                reason = await bridge.lost
-            finally:
-                heartbeat.cancel()
-            if not self._closing:
-                log.warning("lost the FreeSWITCH connection (%s); reconnecting", reason)
-                self._events.put(ev.SwitchDisconnected(node=self.node, at=_now(), reason="connection lost"))
-                await bridge.close()
+        await keep_connected(self, self.settings.reconnect_min, self.settings.reconnect_max, "FreeSWITCH")
+
+    async def hold(self) -> str:
+        bridge = self._bridge
+        assert bridge is not None and bridge.lost is not None
+        heartbeat = asyncio.get_running_loop().create_task(self._keepalive(bridge))
+        try:
+            return str(await bridge.lost)
+        finally:
+            heartbeat.cancel()
+
+    async def lost(self, reason: str) -> None:
+        self._events.put(ev.SwitchDisconnected(node=self.node, at=_now(), reason="connection lost"))
+        if self._bridge is not None:
+            await self._bridge.close()
 
     async def _keepalive(self, bridge: EslBridge) -> None:
         """A half-open TCP link shows only as unanswered commands: close it so run() reconnects."""

@@ -25,8 +25,9 @@ from ctl.errors import DomainError, NotFound, SwitchError, ValidationError
 from ctl.model import CallState, ChannelInfo, ChannelState, Direction, HangupCause, OriginateRequest
 from ctl.pbx import trunks_of
 from ctl.services.directory import get_operator, get_project
+from ctl.store import queries
 from ctl.store.engine import Store
-from ctl.store.models import Call, Operator, Project
+from ctl.store.models import Call, Operator, Project, Recording
 from ctl.switch import Switch
 from ctl.validation import inbound_number, normalise_number
 
@@ -50,9 +51,33 @@ class PlacedCall:
     number: str
 
 
-async def place_bridge_call(store: Store, switch: Switch, settings: Settings, operator_extension: str,
-                            number: str, project_name: str | None) -> PlacedCall:
-    """Ring the operator; when they answer, the dialplan dials the client and bridges them."""
+@dataclass(frozen=True)
+class _First:
+    """Who is rung first: their extension, their phone, and the operator the call row names."""
+
+    extension: str
+    dial: str
+    operator_id: int
+
+
+@dataclass(frozen=True)
+class _ToClient:
+    """A click-to-call that passed every check the store can make."""
+
+    first: _First
+    number: str
+    project_id: int | None
+
+
+@dataclass(frozen=True)
+class _ToOperator:
+    first: _First
+    dial: str
+    extension: str
+
+
+def check_bridge_call(store: Store, operator_extension: str, number: str, project_name: str | None) -> _ToClient:
+    """Every refusal of `place_bridge_call` that needs no PBX."""
     number = normalise_number(number, "--to")
     with store.transaction() as session:
         operator = get_operator(session, operator_extension)
@@ -63,12 +88,19 @@ async def place_bridge_call(store: Store, switch: Switch, settings: Settings, op
                 raise DomainError(f"operator {operator.extension} is not a member of project {project.name!r}")
             project_id = project.id
         first = _First(operator.extension, operator.dial_string, operator.id)
-    return await _ring_client(store, switch, settings, first, number, project_id)
+    _check_dialable(store, number)
+    return _ToClient(first, number, project_id)
 
 
-async def dial_client_of(store: Store, switch: Switch, settings: Settings, call_id: int,
-                         from_extension: str) -> PlacedCall:
-    """After a session: ring `from_extension`, then the client of call `call_id` (same project)."""
+async def place_bridge_call(store: Store, switch: Switch, settings: Settings, operator_extension: str,
+                            number: str, project_name: str | None) -> PlacedCall:
+    """Ring the operator; when they answer, the dialplan dials the client and bridges them."""
+    checked = check_bridge_call(store, operator_extension, number, project_name)
+    return await _ring_client(store, switch, settings, checked)
+
+
+def check_dial_client(store: Store, call_id: int, from_extension: str) -> _ToClient:
+    """Every refusal of `dial_client_of` that needs no PBX."""
     with store.transaction() as session:
         call = get_call(session, call_id)
         if call.client_number is None:
@@ -76,12 +108,18 @@ async def dial_client_of(store: Store, switch: Switch, settings: Settings, call_
         person = get_operator(session, from_extension)
         first = _First(person.extension, person.dial_string, person.id)
         number, project_id = call.client_number, call.project_id
-    return await _ring_client(store, switch, settings, first, number, project_id)
+    _check_dialable(store, number)
+    return _ToClient(first, number, project_id)
 
 
-async def dial_operator_of(store: Store, switch: Switch, settings: Settings, call_id: int,
-                           from_extension: str) -> PlacedCall:
-    """A debrief: ring `from_extension`, then the operator of call `call_id`, internally."""
+async def dial_client_of(store: Store, switch: Switch, settings: Settings, call_id: int,
+                         from_extension: str) -> PlacedCall:
+    """After a session: ring `from_extension`, then the client of call `call_id` (same project)."""
+    return await _ring_client(store, switch, settings, check_dial_client(store, call_id, from_extension))
+
+
+def check_dial_operator(store: Store, call_id: int, from_extension: str) -> _ToOperator:
+    """Every refusal of `dial_operator_of` that needs no PBX."""
     with store.transaction() as session:
         call = get_call(session, call_id)
         operator = session.get(Operator, call.operator_id) if call.operator_id is not None else None
@@ -90,9 +128,15 @@ async def dial_operator_of(store: Store, switch: Switch, settings: Settings, cal
         person = get_operator(session, from_extension)
         if person.id == operator.id:
             raise DomainError(f"{from_extension} is the operator of call {call_id}")
-        first = _First(person.extension, person.dial_string, operator.id)
-        target_dial, target_ext = operator.dial_string, operator.extension
-    return await _ring_then_dial(store, switch, settings, first, target_dial, target_ext, None, None,
+        return _ToOperator(_First(person.extension, person.dial_string, operator.id), operator.dial_string,
+                           operator.extension)
+
+
+async def dial_operator_of(store: Store, switch: Switch, settings: Settings, call_id: int,
+                           from_extension: str) -> PlacedCall:
+    """A debrief: ring `from_extension`, then the operator of call `call_id`, internally."""
+    checked = check_dial_operator(store, call_id, from_extension)
+    return await _ring_then_dial(store, switch, settings, checked.first, checked.dial, checked.extension, None, None,
                                  Direction.INTERNAL)
 
 
@@ -104,21 +148,25 @@ def client_dial(settings: Settings, node: str, number: str) -> str:
     return pattern.replace("{number}", number)
 
 
-async def _ring_client(store: Store, switch: Switch, settings: Settings, first: _First, number: str,
-                       project_id: int | None, own_connection: bool = True) -> PlacedCall:
+def _check_dialable(store: Store, number: str) -> None:
     from ctl.services.operators import check_dialable
 
     with store.transaction() as session:
         check_dialable(session, number)
-    return await _ring_then_dial(store, switch, settings, first, client_dial(settings, switch.node, number),
-                                 number, number, project_id, Direction.OUTBOUND, own_connection)
+
+
+async def _ring_client(store: Store, switch: Switch, settings: Settings, checked: _ToClient) -> PlacedCall:
+    return await _ring_then_dial(store, switch, settings, checked.first,
+                                 client_dial(settings, switch.node, checked.number), checked.number, checked.number,
+                                 checked.project_id, Direction.OUTBOUND)
 
 
 async def ring_person_then_client(store: Store, switch: Switch, settings: Settings, person: Operator, number: str,
                                   project_id: int | None) -> PlacedCall:
-    """From inside `ctl serve` (its switch already connected): a click-to-call for `person`."""
+    """A click-to-call for `person` (an automatic callback task)."""
+    _check_dialable(store, number)
     first = _First(person.extension, person.dial_string, person.id)
-    return await _ring_client(store, switch, settings, first, number, project_id, own_connection=False)
+    return await _ring_client(store, switch, settings, _ToClient(first, number, project_id))
 
 
 @dataclass(frozen=True)
@@ -158,53 +206,53 @@ def get_call(session: Session, call_id: int) -> Call:
     return call
 
 
-@dataclass(frozen=True)
-class _First:
-    """Who is rung first: their extension, their phone, and the operator the call row names."""
+def call_card(session: Session, call_id: int) -> tuple[Call, Recording | None]:
+    """`ctl call show`: the call with its operator and project, and its recording (pauses loaded)."""
+    call = queries.call(session, call_id)
+    if call is None:
+        raise NotFound(f"no call with id {call_id}")
+    return call, queries.recording_of_call(session, call_id)
 
-    extension: str
-    dial: str
-    operator_id: int
+
+def set_comment(session: Session, call_id: int, comment: str | None) -> None:
+    get_call(session, call_id).comment = comment
+
+
+def set_review(session: Session, call_id: int, review: bool) -> None:
+    get_call(session, call_id).review = review
 
 
 async def _ring_then_dial(store: Store, switch: Switch, settings: Settings, first: _First, second_dial: str,
                           shown: str, client_number: str | None, project_id: int | None,
-                          direction: Direction, own_connection: bool = True) -> PlacedCall:
-    """own_connection: connect for this call and close after (the CLI); False: use the
-    connection `ctl serve` keeps."""
-    if own_connection:
-        await switch.connect()
+                          direction: Direction) -> PlacedCall:
+    """On a connected switch: ring `first`; on answer the dialplan dials `second_dial`."""
+    if await switch.device_available(first.dial) is False:
+        raise DomainError(f"{'operator ' if direction is Direction.OUTBOUND else ''}{first.extension}'s phone "
+                          f"({first.dial}) is not reachable: not registered or unavailable")
+    call_id = new_call_id()
+    with store.transaction() as session:
+        call = Call(node=switch.node, pbx_call_id=call_id, project_id=project_id, operator_id=first.operator_id,
+                    client_number=client_number, direction=direction.value, state=CallState.CREATED.value)
+        session.add(call)
+        session.flush()
+        row_id = call.id
+    request = OriginateRequest(
+        channel=first.dial, channel_id=call_id, context=settings.calls.bridge_context,
+        caller_id=f'"{shown}" <{shown}>', timeout=settings.calls.ring_timeout,
+        # CTL_RING_TIMEOUT here overrides the dialplan's global for this call.
+        variables=(("CTL_CLIENT_DIAL", second_dial), ("CTL_RING_TIMEOUT", str(settings.calls.ring_timeout)),
+                   ("CTL_CALL_ID", str(row_id))),
+    )
     try:
-        if await switch.device_available(first.dial) is False:
-            raise DomainError(f"{'operator ' if direction is Direction.OUTBOUND else ''}{first.extension}'s phone "
-                              f"({first.dial}) is not reachable: not registered or unavailable")
-        call_id = new_call_id()
+        await switch.originate(request)
+    except SwitchError as error:
         with store.transaction() as session:
-            call = Call(node=switch.node, pbx_call_id=call_id, project_id=project_id, operator_id=first.operator_id,
-                        client_number=client_number, direction=direction.value, state=CallState.CREATED.value)
-            session.add(call)
-            session.flush()
-            row_id = call.id
-        request = OriginateRequest(
-            channel=first.dial, channel_id=call_id, context=settings.calls.bridge_context,
-            caller_id=f'"{shown}" <{shown}>', timeout=settings.calls.ring_timeout,
-            # CTL_RING_TIMEOUT here overrides the dialplan's global for this call.
-            variables=(("CTL_CLIENT_DIAL", second_dial), ("CTL_RING_TIMEOUT", str(settings.calls.ring_timeout)),
-                       ("CTL_CALL_ID", str(row_id))),
-        )
-        try:
-            await switch.originate(request)
-        except SwitchError as error:
-            with store.transaction() as session:
-                failed = session.get(Call, row_id)
-                if failed is not None:
-                    _end(failed, _now(), HangupCause.FAILED, None)
-            log.warning("originate failed", extra={"fields": {"call": row_id, "error": str(error)}})
-            raise
-        return PlacedCall(row_id, call_id, first.extension, shown)
-    finally:
-        if own_connection:
-            await switch.close()
+            failed = session.get(Call, row_id)
+            if failed is not None:
+                _end(failed, _now(), HangupCause.FAILED, None)
+        log.warning("originate failed", extra={"fields": {"call": row_id, "error": str(error)}})
+        raise
+    return PlacedCall(row_id, call_id, first.extension, shown)
 
 
 def _end(call: Call, at: datetime, cause: HangupCause, code: int | None) -> None:

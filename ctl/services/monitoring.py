@@ -39,10 +39,12 @@ from ctl.errors import (
 from ctl.model import ChannelInfo, MonitorMode, SpyRequest
 from ctl.services.calls import CallTracker
 from ctl.services.directory import get_operator
-from ctl.services.security import Foreign, record_unauthorised
+from ctl.services.security import Foreign, record_unauthorised, unauthorised_events
+from ctl.store import queries
 from ctl.store.engine import Store
 from ctl.store.models import Call, MonitorModeChange, MonitorSession, Operator
 from ctl.switch import Switch
+from ctl.validation import parse_since
 
 log = logging.getLogger("ctl.monitor")
 # A session whose spy has not attached this long after the supervisor's ring time is over.
@@ -177,8 +179,8 @@ def record_mode(session: Session, row: MonitorSession, mode: MonitorMode, source
     log.info("monitor mode changed", extra={"fields": {"session": row.id, "mode": mode.value, "source": source}})
 
 
-def change_mode_from_phone(session: Session, settings: MonitorSettings, node: str, spy_channel_id: str,
-                           mode: MonitorMode) -> bool:
+def accept_mode_change(session: Session, settings: MonitorSettings, node: str, spy_channel_id: str,
+                       mode: MonitorMode) -> bool:
     """A digit the supervisor pressed (4 listen, 5 whisper, 6 barge): record the new mode if their
     role allows it; False when nothing changes (no session, same mode, or refused)."""
     row = session.query(MonitorSession).filter_by(node=node, spy_channel_id=spy_channel_id,
@@ -215,38 +217,40 @@ def active_session_by(session: Session, supervisor_ext: str) -> MonitorSession:
 
 
 # ---------------------------------------------------------------------------
-# From the CLI
+# Asked for on a connected switch (ctl monitor …); each check_* is the part that
+# needs no PBX, so a refusal never waits for one
 # ---------------------------------------------------------------------------
-async def start_from_cli(store: Store, switch: Switch, settings: Settings, mode: MonitorMode, operator_ext: str,
-                         supervisor_ext: str, follow: bool) -> int:
-    """Ring the supervisor; on answer the spy context attaches to the operator's leg."""
+def check_monitoring(store: Store, settings: Settings, mode: MonitorMode, operator_ext: str,
+                     supervisor_ext: str) -> Approved:
     with store.transaction() as session:
-        approved = approve(session, settings.monitor, supervisor_ext, operator_ext, mode)
-    await switch.connect()
+        return approve(session, settings.monitor, supervisor_ext, operator_ext, mode)
+
+
+async def start_monitoring(store: Store, switch: Switch, settings: Settings, mode: MonitorMode, operator_ext: str,
+                           supervisor_ext: str, follow: bool) -> int:
+    """Ring the supervisor; on answer the spy context attaches to the operator's leg."""
+    approved = check_monitoring(store, settings, mode, operator_ext, supervisor_ext)
+    target = target_channel(approved, legs_in_snapshot(await switch.channels(), approved.call_pbx_id))
+    if await switch.device_available(approved.supervisor_dial) is False:
+        raise DomainError(f"{approved.supervisor}'s phone ({approved.supervisor_dial}) is not reachable: "
+                          "not registered or unavailable")
+    # 36 characters at most: FreeSWITCH keeps a channel uuid in 36 (and would cut a longer one).
+    spy_channel_id = f"ctl-spy-{uuid.uuid4().hex[:28]}"
+    session_id = open_session(store, switch.node, approved, spy_channel_id, follow, "cli")
     try:
-        target = target_channel(approved, legs_in_snapshot(await switch.channels(), approved.call_pbx_id))
-        if await switch.device_available(approved.supervisor_dial) is False:
-            raise DomainError(f"{approved.supervisor}'s phone ({approved.supervisor_dial}) is not reachable: "
-                              "not registered or unavailable")
-        # 36 characters at most: FreeSWITCH keeps a channel uuid in 36 (and would cut a longer one).
-        spy_channel_id = f"ctl-spy-{uuid.uuid4().hex[:28]}"
-        session_id = open_session(store, switch.node, approved, spy_channel_id, follow, "cli")
-        try:
-            await switch.spy(SpyRequest(supervisor_dial=approved.supervisor_dial, target_channel=target, mode=mode,
-                                        spy_channel_id=spy_channel_id, session_id=session_id, follow=follow,
-                                        caller_id=f'"{mode.value} {approved.operator}" <{approved.operator}>',
-                                        timeout=settings.monitor.ring_timeout))
-        except SwitchError:
-            with store.transaction() as session:
-                end_session(session, get_session(session, session_id), _now(), "failed")
-            raise
-        return session_id
-    finally:
-        await switch.close()
+        await switch.spy(SpyRequest(supervisor_dial=approved.supervisor_dial, target_channel=target, mode=mode,
+                                    spy_channel_id=spy_channel_id, session_id=session_id, follow=follow,
+                                    caller_id=f'"{mode.value} {approved.operator}" <{approved.operator}>',
+                                    timeout=settings.monitor.ring_timeout))
+    except SwitchError:
+        with store.transaction() as session:
+            end_session(session, get_session(session, session_id), _now(), "failed")
+        raise
+    return session_id
 
 
-async def change_mode_from_cli(store: Store, switch: Switch, settings: Settings, session_id: int,
-                               mode: MonitorMode) -> None:
+def check_mode_change(store: Store, settings: Settings, session_id: int, mode: MonitorMode) -> str | None:
+    """The session's spy leg, or None when it is in that mode already (nothing to do)."""
     with store.transaction() as session:
         row = get_session(session, session_id)
         if row.ended_at is not None:
@@ -256,35 +260,45 @@ async def change_mode_from_cli(store: Store, switch: Switch, settings: Settings,
         check_role(settings.monitor, supervisor, mode)
         spy_channel_id, current = row.spy_channel_id, row.mode
     if current == mode.value:
-        return
+        return None
     assert spy_channel_id is not None
-    await switch.connect()
-    try:
-        await switch.channels()  # learn the spy leg's name
-        await switch.set_spy_mode(spy_channel_id, mode)
-    finally:
-        await switch.close()
+    return spy_channel_id
+
+
+async def change_monitor_mode(store: Store, switch: Switch, settings: Settings, session_id: int,
+                              mode: MonitorMode) -> None:
+    spy_channel_id = check_mode_change(store, settings, session_id, mode)
+    if spy_channel_id is None:
+        return
+    await switch.channels()  # learn the spy leg's name
+    await switch.set_spy_mode(spy_channel_id, mode)
     with store.transaction() as session:
         record_mode(session, get_session(session, session_id), mode, "cli")
 
 
-async def stop_from_cli(store: Store, switch: Switch, session_id: int | None, supervisor_ext: str | None) -> int:
+def _session_to_stop(session: Session, session_id: int | None, supervisor_ext: str | None) -> MonitorSession:
+    row = get_session(session, session_id) if session_id is not None else \
+        active_session_by(session, supervisor_ext or "")
+    if row.ended_at is not None:
+        raise NoActiveCall(f"monitor session {row.id} has already ended ({row.end_reason})")
+    return row
+
+
+def check_monitor_stop(store: Store, session_id: int | None, supervisor_ext: str | None) -> int:
     with store.transaction() as session:
-        row = get_session(session, session_id) if session_id is not None else \
-            active_session_by(session, supervisor_ext or "")
-        if row.ended_at is not None:
-            raise NoActiveCall(f"monitor session {row.id} has already ended ({row.end_reason})")
+        return _session_to_stop(session, session_id, supervisor_ext).id
+
+
+async def stop_monitoring(store: Store, switch: Switch, session_id: int | None, supervisor_ext: str | None) -> int:
+    with store.transaction() as session:
+        row = _session_to_stop(session, session_id, supervisor_ext)
         row.end_reason = "stopped"  # ctl serve keeps it when the spy leg's hangup arrives
         found_id, spy_channel_id = row.id, row.spy_channel_id
     assert spy_channel_id is not None
     try:
-        await switch.connect()
-        try:
-            live = {info.channel_id for info in await switch.channels()}
-            if spy_channel_id in live:
-                await switch.hangup(spy_channel_id)
-        finally:
-            await switch.close()
+        live = {info.channel_id for info in await switch.channels()}
+        if spy_channel_id in live:
+            await switch.hangup(spy_channel_id)
     except SwitchError:
         with store.transaction() as session:
             get_session(session, found_id).end_reason = None
@@ -292,6 +306,18 @@ async def stop_from_cli(store: Store, switch: Switch, session_id: int | None, su
     with store.transaction() as session:
         end_session(session, get_session(session, found_id), _now(), "stopped")
     return found_id
+
+
+def monitor_log(session: Session, operator_ext: str | None, supervisor_ext: str | None,
+                since_text: str | None) -> tuple[list[MonitorSession], list[dict[str, object]]]:
+    """`ctl monitor log`: the sessions (oldest first, with their mode changes) and the alerts
+    of spies or recordings ctl did not start. Nobody is "by" such a spy: no alerts with a supervisor."""
+    operator_id = get_operator(session, operator_ext).id if operator_ext is not None else None
+    supervisor_id = get_operator(session, supervisor_ext).id if supervisor_ext is not None else None
+    since = parse_since(since_text) if since_text is not None else None
+    rows = queries.monitor_sessions_since(session, operator_id, supervisor_id, since)
+    alerts = [] if supervisor_ext is not None else unauthorised_events(session, since, operator_id)
+    return rows, alerts
 
 
 # ---------------------------------------------------------------------------

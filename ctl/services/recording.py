@@ -42,13 +42,14 @@ from ctl.model import ChannelInfo, RecordingOptions
 from ctl.pbx import trunks_of
 from ctl.services.calls import get_call
 from ctl.services.security import Foreign, record_unauthorised
+from ctl.store import queries
 from ctl.store.engine import Store
 from ctl.store.models import Call, MonitorSession, Project, Recording, RecordingPause
 from ctl.switch import Switch
 
 log = logging.getLogger("ctl.recording")
 
-ACTIVE_STATES = ("starting", "recording", "paused")
+ACTIVE_STATES = queries.ACTIVE_RECORDING_STATES
 # How long the PBX may take to create the file after MixMonitor is accepted.
 FILE_APPEAR_TIMEOUT = 3.0
 # A closed file may be this much shorter than the wall-clock span and still count
@@ -198,14 +199,14 @@ async def _wait_file(path: Path, timeout: float) -> bool:
     return path.exists()
 
 
-async def start_from_cli(store: Store, switch: Switch, settings: Settings, call_id: int) -> StartResult:
-    """`ctl record start`: every check first; on any failure the store is left as it was."""
+def _check_start(store: Store, settings: Settings, node: str, call_id: int) -> StartResult | str:
+    """The call's PBX id once every check passed, or the recording it has already."""
     with store.transaction() as session:
         call = get_call(session, call_id)
         if call.state == "ended":
             raise CallEnded(f"call {call_id} is not in progress (ended {_time(call.ended_at)})")
-        if call.node != switch.node:
-            raise DomainError(f"call {call_id} is on node {call.node!r}, not {switch.node!r}")
+        if call.node != node:
+            raise DomainError(f"call {call_id} is on node {call.node!r}, not {node!r}")
         existing = _existing(session, call_id)
         if existing is not None:
             return _already(call_id, existing)
@@ -214,48 +215,61 @@ async def start_from_cli(store: Store, switch: Switch, settings: Settings, call_
             raise Forbidden(f"project {project.name!r} never records calls (recording policy: never)")
         pbx_call_id = call.pbx_call_id
     check_directory(settings.recording)
+    return pbx_call_id
+
+
+def check_recording_start(store: Store, settings: Settings, node: str, call_id: int) -> StartResult | None:
+    """Every refusal of `start_recording` that needs no PBX; the recording the call has
+    already, if any (then there is nothing to ask the PBX)."""
+    checked = _check_start(store, settings, node, call_id)
+    return checked if isinstance(checked, StartResult) else None
+
+
+async def start_recording(store: Store, switch: Switch, settings: Settings, call_id: int) -> StartResult:
+    """Record the call now (its client leg, else its first): every check first; on any failure
+    the store is left as it was."""
+    checked = _check_start(store, settings, switch.node, call_id)
+    if isinstance(checked, StartResult):
+        return checked
+    pbx_call_id = checked
     started: asyncio.Future[datetime] = asyncio.get_running_loop().create_future()
-    await switch.connect()
+    trunks = set(trunks_of(settings, switch.node))
+    leg = choose_leg(legs_of(await switch.channels(), pbx_call_id), pbx_call_id, trunks)
+    if leg is None:
+        raise CallEnded(f"call {call_id} is not in progress: the PBX has no channel of it")
+    with store.transaction() as session:
+        claimed = claim(session, settings, get_call(session, call_id), leg, "cli")
+    if isinstance(claimed, StartResult):
+        return claimed
+
+    def on_event(event: ev.Event) -> None:
+        if isinstance(event, ev.RecordingStarted) and event.channel_id == leg[0] and not started.done():
+            started.set_result(event.at)
+
+    switch.subscribe(on_event)
     try:
-        trunks = set(trunks_of(settings, switch.node))
-        leg = choose_leg(legs_of(await switch.channels(), pbx_call_id), pbx_call_id, trunks)
-        if leg is None:
-            raise CallEnded(f"call {call_id} is not in progress: the PBX has no channel of it")
-        with store.transaction() as session:
-            claimed = claim(session, settings, get_call(session, call_id), leg, "cli")
-        if isinstance(claimed, StartResult):
-            return claimed
-
-        def on_event(event: ev.Event) -> None:
-            if isinstance(event, ev.RecordingStarted) and event.channel_id == leg[0] and not started.done():
-                started.set_result(event.at)
-
-        switch.subscribe(on_event)
+        await switch.record_start(claimed.channel_id, claimed.options)
+    except SwitchError:
+        _drop_claim(store, claimed.recording_id)
+        raise
+    if not await _wait_file(Path(claimed.path), FILE_APPEAR_TIMEOUT):
         try:
-            await switch.record_start(claimed.channel_id, claimed.options)
+            await switch.record_stop(claimed.channel_id)
         except SwitchError:
-            _drop_claim(store, claimed.recording_id)
-            raise
-        if not await _wait_file(Path(claimed.path), FILE_APPEAR_TIMEOUT):
-            try:
-                await switch.record_stop(claimed.channel_id)
-            except SwitchError:
-                pass
-            _drop_claim(store, claimed.recording_id)
-            raise StorageError(f"the PBX did not create {claimed.options.path}: is "
-                               f"{settings.recording.pbx_root} writable by Asterisk, and [recording] "
-                               f"directory ({settings.recording.directory}) the same place?")
-        try:
-            at = await asyncio.wait_for(asyncio.shield(started), 2.0)
-        except TimeoutError:
-            at = _now()
-        with store.transaction() as session:
-            row = session.get(Recording, claimed.recording_id)
-            assert row is not None
-            mark_started(session, row, at)
-            return StartResult(call_id, row.id, False, row.state, row.path, row.started_at)
-    finally:
-        await switch.close()
+            pass
+        _drop_claim(store, claimed.recording_id)
+        raise StorageError(f"the PBX did not create {claimed.options.path}: is "
+                           f"{settings.recording.pbx_root} writable by Asterisk, and [recording] "
+                           f"directory ({settings.recording.directory}) the same place?")
+    try:
+        at = await asyncio.wait_for(asyncio.shield(started), 2.0)
+    except TimeoutError:
+        at = _now()
+    with store.transaction() as session:
+        row = session.get(Recording, claimed.recording_id)
+        assert row is not None
+        mark_started(session, row, at)
+        return StartResult(call_id, row.id, False, row.state, row.path, row.started_at)
 
 
 def _transition(session: Session, row: Recording, from_states: tuple[str, ...], to_state: str,
@@ -318,8 +332,8 @@ class ChangeResult:
     changed: bool
 
 
-async def set_paused_from_cli(store: Store, switch: Switch, call_id: int, paused: bool,
-                              source: str = "cli") -> ChangeResult:
+def _check_pause(store: Store, call_id: int, paused: bool) -> ChangeResult | str:
+    """The recorded channel, or the result when the recording is in that state already."""
     with store.transaction() as session:
         row = recording_of(session, call_id)
         wanted = "paused" if paused else "recording"
@@ -328,14 +342,24 @@ async def set_paused_from_cli(store: Store, switch: Switch, call_id: int, paused
         if row.state not in ACTIVE_STATES or row.state == "starting":
             raise Conflict(f"call {call_id}'s recording is {row.state}: it cannot be "
                            f"{'paused' if paused else 'resumed'}")
-        channel_id = row.channel_id
-    await switch.connect()
-    try:
-        if channel_id not in {info.channel_id for info in await switch.channels()}:
-            raise CallEnded(f"call {call_id} is not in progress: its recorded channel is gone")
-        await switch.record_mute(channel_id, paused)
-    finally:
-        await switch.close()
+        return row.channel_id
+
+
+def check_recording_pause(store: Store, call_id: int, paused: bool) -> ChangeResult | None:
+    """Every refusal of `set_recording_paused` that needs no PBX; the result when nothing is to change."""
+    checked = _check_pause(store, call_id, paused)
+    return checked if isinstance(checked, ChangeResult) else None
+
+
+async def set_recording_paused(store: Store, switch: Switch, call_id: int, paused: bool,
+                               source: str = "cli") -> ChangeResult:
+    checked = _check_pause(store, call_id, paused)
+    if isinstance(checked, ChangeResult):
+        return checked
+    channel_id = checked
+    if channel_id not in {info.channel_id for info in await switch.channels()}:
+        raise CallEnded(f"call {call_id} is not in progress: its recorded channel is gone")
+    await switch.record_mute(channel_id, paused)
     with store.transaction() as session:
         row = recording_of(session, call_id)
         mark_paused(session, row, paused, _now(), source)
@@ -343,18 +367,28 @@ async def set_paused_from_cli(store: Store, switch: Switch, call_id: int, paused
         return ChangeResult(call_id, row.state, True)
 
 
-async def stop_from_cli(store: Store, switch: Switch, settings: Settings, call_id: int) -> ChangeResult:
+def _check_stop(store: Store, call_id: int) -> ChangeResult | tuple[str, int]:
+    """The recorded channel and the row, or the result when the recording is over already."""
     with store.transaction() as session:
         row = recording_of(session, call_id)
         if row.state not in ACTIVE_STATES:
             return ChangeResult(call_id, row.state, False)
-        channel_id, recording_id = row.channel_id, row.id
-    await switch.connect()
-    try:
-        if channel_id in {info.channel_id for info in await switch.channels()}:
-            await switch.record_stop(channel_id)
-    finally:
-        await switch.close()
+        return row.channel_id, row.id
+
+
+def check_recording_stop(store: Store, call_id: int) -> ChangeResult | None:
+    """Every refusal of `stop_recording` that needs no PBX; the result when nothing is to change."""
+    checked = _check_stop(store, call_id)
+    return checked if isinstance(checked, ChangeResult) else None
+
+
+async def stop_recording(store: Store, switch: Switch, settings: Settings, call_id: int) -> ChangeResult:
+    checked = _check_stop(store, call_id)
+    if isinstance(checked, ChangeResult):
+        return checked
+    channel_id, recording_id = checked
+    if channel_id in {info.channel_id for info in await switch.channels()}:
+        await switch.record_stop(channel_id)
     await asyncio.to_thread(finalize, store, settings.recording, recording_id, _now(), "stopped")
     with store.transaction() as session:
         return ChangeResult(call_id, recording_of(session, call_id).state, True)

@@ -12,7 +12,9 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,6 +220,9 @@ def ctl_environment(sandbox: Sandbox, url: str, **extra: str) -> dict[str, str]:
         "CTL_RECORDING_PBX_DIRECTORY": "/var/spool/asterisk/recordings",
         "CTL_LOG_FORMAT": "json",
         "CTL_LOG_LEVEL": "info",
+        # Each store gets its own serve API: a free port, a socket of its own.
+        "CTL_API_PORT": str(free_port(socket.SOCK_STREAM)),
+        "CTL_API_SOCKET": str(Path(tempfile.mkdtemp(prefix="ctl-api-")) / "ctl.sock"),
     })
     env.update(extra)
     return env

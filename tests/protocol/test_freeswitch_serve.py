@@ -51,6 +51,7 @@ async def running(tmp_path: Path) -> AsyncIterator[tuple[RespondingEsl, Store]]:
         "CTL_FREESWITCH_PORT": str(port), "CTL_FREESWITCH_PASSWORD": "s3cret-for-tests", "CTL_FREESWITCH_NODE": "fs1",
         "CTL_FREESWITCH_OUTBOUND_SECRET": "outbound-secret-for-tests",
         "CTL_FREESWITCH_OUTBOUND_PORT": str(_free_port()), "CTL_CALLS_OPERATOR_DIAL": "user/{extension}",
+        "CTL_API_PORT": str(_free_port()), "CTL_API_SOCKET": str(tmp_path / "ctl.sock"),
         "CTL_CALLS_CLIENT_DIAL": "sofia/gateway/clients/{number}", "CTL_RECORDING_POLICY": "never",
         "CTL_RECORDING_DIRECTORY": str(tmp_path / "rec")})
     store = Store(url)
@@ -164,6 +165,7 @@ async def recording(tmp_path: Path) -> AsyncIterator[tuple[RespondingEsl, Store,
         "CTL_FREESWITCH_PORT": str(port), "CTL_FREESWITCH_PASSWORD": "s3cret-for-tests", "CTL_FREESWITCH_NODE": "fs1",
         "CTL_FREESWITCH_OUTBOUND_SECRET": "outbound-secret-for-tests",
         "CTL_FREESWITCH_OUTBOUND_PORT": str(_free_port()), "CTL_CALLS_OPERATOR_DIAL": "user/{extension}",
+        "CTL_API_PORT": str(_free_port()), "CTL_API_SOCKET": str(tmp_path / "ctl.sock"),
         "CTL_RECORDING_POLICY": "always", "CTL_RECORDING_STEREO": "true", "CTL_RECORDING_DIRECTORY": str(directory),
         "CTL_RECORDING_MIN_FREE_MB": "0", "CTL_RECORDING_FINALIZE_TIMEOUT": "3"})
     store = Store(url)

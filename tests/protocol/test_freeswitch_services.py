@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from ctl.cli.pbx import connected
 from ctl.config import Settings, load_settings
 from ctl.errors import DomainError
 from ctl.freeswitch.switch import FreeswitchSwitch
 from ctl.model import MonitorMode
 from ctl.services.calls import place_bridge_call
 from ctl.services.directory import add_operator
-from ctl.services.monitoring import change_mode_from_cli, start_from_cli
+from ctl.services.monitoring import change_monitor_mode, start_monitoring
 from ctl.store.engine import Store, upgrade
 from ctl.store.models import Call, MonitorSession, Operator
 from tests.protocol.fake_esl import RespondingEsl
@@ -58,8 +59,8 @@ async def test_monitor_listen_then_whisper_on_freeswitch(world) -> None:  # type
          "callstate": "ACTIVE"},
         {"uuid": "0f5e1a7e-0000-4000-8000-0000000c11e7", "call_uuid": OPERATOR_LEG,
          "name": "sofia/gateway/clients/79991234567", "callstate": "ACTIVE"}]})
-    session_id = await start_from_cli(store, switch_for(settings), settings, MonitorMode.LISTEN, "101", "200",
-                                      follow=False)
+    async with connected(switch_for(settings)) as switch:
+        session_id = await start_monitoring(store, switch, settings, MonitorMode.LISTEN, "101", "200", follow=False)
     originate = next(c for c in fake.commands if c.startswith("bgapi originate")).split("\n")[0]
     spy = originate.split("origination_uuid=", 1)[1].split(",", 1)[0]
     assert spy.startswith("ctl-spy-") and len(spy) == 36
@@ -69,7 +70,8 @@ async def test_monitor_listen_then_whisper_on_freeswitch(world) -> None:  # type
         row = session.get(MonitorSession, session_id)
         assert row is not None and (row.node, row.spy_channel_id, row.mode) == ("fs1", spy, "listen")
 
-    await change_mode_from_cli(store, switch_for(settings), settings, session_id, MonitorMode.WHISPER)
+    async with connected(switch_for(settings)) as switch:
+        await change_monitor_mode(store, switch, settings, session_id, MonitorMode.WHISPER)
     assert fake.commands[-2] == (f"sendevent CUSTOM\nEvent-Subclass: esl::eavesdrop\nunique-id: {spy}\n"
                                  "eavesdrop-command: 2")
 
@@ -86,7 +88,8 @@ async def test_monitor_refused_when_the_supervisors_phone_is_not_registered(worl
          "callstate": "ACTIVE"}]})
     fake.api["sofia_contact 200"] = "error/user_not_registered"
     with pytest.raises(DomainError, match="not reachable"):
-        await start_from_cli(store, switch_for(settings), settings, MonitorMode.LISTEN, "101", "200", follow=False)
+        async with connected(switch_for(settings)) as switch:
+            await start_monitoring(store, switch, settings, MonitorMode.LISTEN, "101", "200", follow=False)
     assert not any(c.startswith("bgapi") for c in fake.commands)
     with store.transaction() as session:
         assert session.scalars(select(MonitorSession)).all() == []
@@ -94,7 +97,8 @@ async def test_monitor_refused_when_the_supervisors_phone_is_not_registered(worl
 
 async def test_click_to_call_on_freeswitch(world) -> None:  # type: ignore[no-untyped-def]
     fake, store, settings = world
-    placed = await place_bridge_call(store, switch_for(settings), settings, "101", "+7 999 123-45-67", None)
+    async with connected(switch_for(settings)) as switch:
+        placed = await place_bridge_call(store, switch, settings, "101", "+7 999 123-45-67", None)
     originate = next(c for c in fake.commands if c.startswith("bgapi originate")).split("\n")[0]
     assert originate.startswith(f"bgapi originate {{origination_uuid={placed.pbx_call_id},originate_timeout=30,")
     assert "ctl_client_dial=sofia/gateway/clients/+79991234567" in originate

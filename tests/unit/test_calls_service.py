@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ctl import events as ev
+from ctl.cli.pbx import connected
 from ctl.config import Settings
 from ctl.errors import ActionFailed, DomainError, NotFound, SwitchUnreachable, ValidationError
 from ctl.model import ChannelInfo, ChannelState, HangupCause
@@ -146,7 +147,8 @@ async def test_events_of_unknown_calls_are_ignored(people: Store) -> None:
 
 async def test_click_to_call_originates_the_operator_into_the_bridge_context(people: Store) -> None:
     switch = FakeSwitch()
-    placed = await place_bridge_call(people, switch, SETTINGS, "101", "+7 999 000-55-66", "Sales")
+    async with connected(switch):
+        placed = await place_bridge_call(people, switch, SETTINGS, "101", "+7 999 000-55-66", "Sales")
     [request] = switch.originated
     assert request.channel == "PJSIP/101" and request.channel_id == placed.pbx_call_id
     assert request.context == "ctl-click-to-call"
@@ -169,7 +171,8 @@ async def test_click_to_call_originates_the_operator_into_the_bridge_context(peo
 async def test_refused_click_to_calls_write_nothing(people: Store, operator: str, number: str, project: str | None,
                                                     fake: FakeSwitch, error: type[Exception]) -> None:
     with pytest.raises(error):
-        await place_bridge_call(people, fake, SETTINGS, operator, number, project)
+        async with connected(fake):
+            await place_bridge_call(people, fake, SETTINGS, operator, number, project)
     assert fake.originated == []
     with people.transaction() as session:
         assert session.query(Call).count() == 0

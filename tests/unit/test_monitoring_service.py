@@ -11,7 +11,7 @@ from ctl.config import Settings
 from ctl.errors import AlreadyMonitored, CallEnded, Forbidden, NoActiveCall
 from ctl.model import ChannelInfo, ChannelState, HangupCause, MonitorMode
 from ctl.services.directory import add_operator
-from ctl.services.monitoring import MonitorTracker, start_from_cli
+from ctl.services.monitoring import MonitorTracker, start_monitoring
 from ctl.store.engine import Store
 from ctl.store.models import Call, MonitorSession, Operator
 from ctl.testing import FakeSwitch
@@ -46,21 +46,21 @@ def _legs(pbx_id: str) -> list[ChannelInfo]:
 async def test_rules_before_anything_reaches_the_pbx(staff: Store) -> None:
     switch = FakeSwitch()
     with pytest.raises(NoActiveCall, match="operator 101 has no call in progress"):
-        await start_from_cli(staff, switch, SETTINGS, MonitorMode.LISTEN, "101", "200", follow=False)
+        await start_monitoring(staff, switch, SETTINGS, MonitorMode.LISTEN, "101", "200", follow=False)
     _call(staff, "one")
     with pytest.raises(Forbidden, match="may not barge"):
-        await start_from_cli(staff, switch, SETTINGS, MonitorMode.BARGE, "101", "200", follow=False)
+        await start_monitoring(staff, switch, SETTINGS, MonitorMode.BARGE, "101", "200", follow=False)
     with pytest.raises(CallEnded, match="has ended"):  # the store says bridged, the PBX has no such call
-        await start_from_cli(staff, switch, SETTINGS, MonitorMode.LISTEN, "101", "200", follow=False)
+        await start_monitoring(staff, switch, SETTINGS, MonitorMode.LISTEN, "101", "200", follow=False)
     assert switch.spied == []
 
 
 async def test_second_request_refused_and_following_session_skips_a_monitored_call(staff: Store) -> None:
     switch = FakeSwitch(snapshot=_legs("one"))
     first_call = _call(staff, "one")
-    following = await start_from_cli(staff, switch, SETTINGS, MonitorMode.LISTEN, "101", "200", follow=True)
+    following = await start_monitoring(staff, switch, SETTINGS, MonitorMode.LISTEN, "101", "200", follow=True)
     with pytest.raises(AlreadyMonitored, match="already monitored by 200 .P200. since"):
-        await start_from_cli(staff, switch, SETTINGS, MonitorMode.LISTEN, "101", "201", follow=False)
+        await start_monitoring(staff, switch, SETTINGS, MonitorMode.LISTEN, "101", "201", follow=False)
 
     live: dict[str, list[tuple[str, str | None]]] = {"one": [(i.name, i.endpoint) for i in _legs("one")]}
     tracker = MonitorTracker(staff, switch, lambda pbx_id: live.get(pbx_id, []))
@@ -78,7 +78,7 @@ async def test_second_request_refused_and_following_session_skips_a_monitored_ca
     second_call = _call(staff, "two")
     live["two"] = [(i.name, i.endpoint) for i in _legs("two")]
     switch.snapshot = _legs("two")
-    other = await start_from_cli(staff, switch, SETTINGS, MonitorMode.LISTEN, "101", "201", follow=False)
+    other = await start_monitoring(staff, switch, SETTINGS, MonitorMode.LISTEN, "101", "201", follow=False)
     await tracker.handle(ev.ChannelEnteredBridge(node="fake", at=NOW, call_id="two", channel_id="two",
                                                  bridge_id="b"))
     with staff.transaction() as session:

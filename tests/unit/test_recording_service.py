@@ -100,25 +100,25 @@ async def test_start_checks_everything_first_and_leaves_nothing_on_failure(store
     settings = settings_for(tmp_path)
     switch = FakeSwitch(snapshot=legs("one"))
     with pytest.raises(NotFound, match="no call with id 99"):
-        await recording.start_from_cli(store, switch, settings, 99)
+        await recording.start_recording(store, switch, settings, 99)
     ended = make_call(store, "gone", state="ended")
     with pytest.raises(CallEnded, match="not in progress"):
-        await recording.start_from_cli(store, switch, settings, ended)
+        await recording.start_recording(store, switch, settings, ended)
     never = make_call(store, "never", project="Quiet")
     with store.transaction() as session:
         set_project_recording(session, "Quiet", "never", None)
     with pytest.raises(Forbidden, match="never records"):
-        await recording.start_from_cli(store, switch, settings, never)
+        await recording.start_recording(store, switch, settings, never)
     call_id = make_call(store)
     with pytest.raises(StorageError, match="does not exist"):
-        await recording.start_from_cli(store, switch, settings_for(tmp_path / "missing"), call_id)
+        await recording.start_recording(store, switch, settings_for(tmp_path / "missing"), call_id)
     with pytest.raises(StorageError, match="disk full"):
-        await recording.start_from_cli(store, switch, settings_for(tmp_path, min_free_mb=10**9), call_id)
+        await recording.start_recording(store, switch, settings_for(tmp_path, min_free_mb=10**9), call_id)
     assert switch.calls == []
     # The PBX accepts MixMonitor but never creates the file (e.g. its directory is not writable).
     monkeypatch.setattr(recording, "FILE_APPEAR_TIMEOUT", 0.2)
     with pytest.raises(StorageError, match="did not create"):
-        await recording.start_from_cli(store, switch, settings, call_id)
+        await recording.start_recording(store, switch, settings, call_id)
     assert [name for name, _ in switch.calls] == ["record_start", "record_stop"]
     assert count(store, Recording) == 0
 
@@ -127,12 +127,12 @@ async def test_start_records_the_client_leg_once(store: Store, tmp_path: Path) -
     settings = settings_for(tmp_path)
     switch = FakeSwitch(snapshot=legs("one"), recorder=writes_open_file)
     call_id = make_call(store)
-    first = await recording.start_from_cli(store, switch, settings, call_id)
+    first = await recording.start_recording(store, switch, settings, call_id)
     assert not first.already and first.state == "recording"
     assert first.path == str(tmp_path / f"2026/03/01/call-{call_id}.wav")
     [(name, (channel_id, options))] = switch.calls
     assert channel_id == "one-c" and options == RecordingOptions(path=first.path, stereo=False)
-    second = await recording.start_from_cli(store, switch, settings, call_id)
+    second = await recording.start_recording(store, switch, settings, call_id)
     assert second.already and len(switch.calls) == 1  # nothing more asked of the PBX
 
 
@@ -142,7 +142,7 @@ async def test_an_existing_file_of_the_same_name_is_never_overwritten(store: Sto
     older.parent.mkdir(parents=True)
     older.write_bytes(b"an older call")
     switch = FakeSwitch(snapshot=legs("one"), recorder=writes_open_file)
-    started = await recording.start_from_cli(store, switch, settings_for(tmp_path), call_id)
+    started = await recording.start_recording(store, switch, settings_for(tmp_path), call_id)
     assert started.path == str(tmp_path / f"2026/03/01/call-{call_id}.1.wav")
     assert older.read_bytes() == b"an older call"
 
@@ -151,14 +151,14 @@ async def test_pause_resume_and_the_pbx_event_apply_once(store: Store, tmp_path:
     settings = settings_for(tmp_path)
     switch = FakeSwitch(snapshot=legs("one"), recorder=writes_open_file)
     call_id = make_call(store)
-    await recording.start_from_cli(store, switch, settings, call_id)
-    assert (await recording.set_paused_from_cli(store, switch, call_id, True)).changed
+    await recording.start_recording(store, switch, settings, call_id)
+    assert (await recording.set_recording_paused(store, switch, call_id, True)).changed
     # ctl serve then sees Asterisk's MixMonitorMute for the same change: no second pause.
     with store.transaction() as session:
         row = session.query(Recording).filter_by(call_id=call_id).one()
         assert recording.mark_paused(session, row, True, NOW, "pbx") is False
-    assert not (await recording.set_paused_from_cli(store, switch, call_id, True)).changed
-    assert (await recording.set_paused_from_cli(store, switch, call_id, False)).changed
+    assert not (await recording.set_recording_paused(store, switch, call_id, True)).changed
+    assert (await recording.set_recording_paused(store, switch, call_id, False)).changed
     assert [c[0] for c in switch.calls] == ["record_start", "record_mute", "record_mute"]
     assert count(store, RecordingPause) == 1
     assert row_of(store, call_id).state == "recording"

@@ -1,0 +1,48 @@
+"""The FastAPI application: routers under /api/v1, problem+json errors, the OpenAPI document."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+
+from ctl import __version__
+from ctl.api import operators
+from ctl.api.auth import Caller, caller
+from ctl.api.problems import PROBLEM_RESPONSES, ctl_error, invalid_request
+from ctl.api.schemas import Health, Problem
+from ctl.errors import CtlError
+from ctl.store.engine import Store
+from ctl.switch import Switch
+
+PREFIX = "/api/v1"
+
+
+def create_app(store: Store, switches: Mapping[str, Switch]) -> FastAPI:
+    """`switches`: node → the connected Switch serve holds (the API never opens one)."""
+    app = FastAPI(title="ctl", version=__version__, openapi_url=f"{PREFIX}/openapi.json", docs_url=None,
+                  redoc_url=None, responses=PROBLEM_RESPONSES)
+    app.state.store = store
+    app.state.switches = dict(switches)
+    app.add_exception_handler(CtlError, ctl_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+
+    api = APIRouter(prefix=PREFIX)
+    api.include_router(operators.router)
+
+    @api.get("/health", response_model=Health, tags=["serve"], summary="serve's version and PBX links")
+    async def health(request: Request, _who: Annotated[Caller, Depends(caller)]) -> Health:
+        return Health(version=__version__,
+                      nodes={node: switch.connected for node, switch in request.app.state.switches.items()})
+
+    app.include_router(api)
+    original = app.openapi
+
+    def openapi() -> dict[str, object]:
+        schema = original()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = Problem.model_json_schema()
+        return schema
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,146 @@
+"""`ctl monitor`: listen, whisper and barge, the session list and the monitoring log."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from ctl.cli.app import ID, AppContext, CtlGroup, json_option, pass_app
+from ctl.cli.output import cell, render
+from ctl.cli.pbx import on_switch, switch_for
+from ctl.errors import ValidationError
+
+if TYPE_CHECKING:
+    from ctl.store.models import MonitorSession
+
+
+def session_row(row: MonitorSession) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "call": row.call_id,
+        "operator": row.operator.extension if row.operator else None,
+        "supervisor": row.supervisor.extension if row.supervisor else None,
+        "mode": row.mode,
+        "follow": row.follow,
+        "started_at": row.started_at,
+        "attached_at": row.attached_at,
+        "ended_at": row.ended_at,
+        "end_reason": row.end_reason,
+    }
+
+
+@click.group(cls=CtlGroup)
+def monitor() -> None:
+    """Listen, whisper or barge into an operator's call (one monitor per call)."""
+
+
+def _start_command(mode_name: str, help_text: str) -> None:
+    @monitor.command(mode_name, help=help_text)
+    @click.argument("operator_ext", metavar="OPERATOR_EXT")
+    @click.option("--by", "supervisor_ext", required=True, metavar="EXT", help="The supervisor, rung first.")
+    @click.option("--follow", is_flag=True, help="Stay on when the call ends and join the operator's next call.")
+    @json_option
+    @pass_app
+    def start(app: AppContext, operator_ext: str, supervisor_ext: str, follow: bool) -> None:
+        from ctl.services.monitoring import check_monitoring, parse_mode, start_monitoring
+
+        settings = app.settings
+        switch = switch_for(app, people=[operator_ext, supervisor_ext])
+        store = app.store()
+        mode = parse_mode(mode_name)
+        check_monitoring(store, settings, mode, operator_ext, supervisor_ext)
+        session_id = on_switch(switch, lambda connected: start_monitoring(store, connected, settings, mode,
+                                                                          operator_ext, supervisor_ext, follow))
+        render(app, {"session": session_id, "mode": mode_name, "operator": operator_ext, "by": supervisor_ext,
+                     "follow": follow},
+               f"session {session_id}: ringing {supervisor_ext}; on answer, {mode_name} on {operator_ext}'s call")
+
+
+_start_command("listen", "Hear the operator and the client; nobody hears you.")
+_start_command("whisper", "Hear both; only the operator hears you.")
+_start_command("barge", "Hear both; both hear you.")
+
+
+@monitor.command("mode")
+@click.argument("session_id", type=ID, metavar="SESSION")
+@click.argument("mode_name", metavar="listen|whisper|barge")
+@json_option
+@pass_app
+def monitor_mode(app: AppContext, session_id: int, mode_name: str) -> None:
+    """Switch a live session's mode; the supervisor's call stays up."""
+    from ctl.services.monitoring import change_monitor_mode, check_mode_change, parse_mode
+
+    mode = parse_mode(mode_name)
+    store = app.store()
+    switch = switch_for(app, session_id=session_id)
+    if check_mode_change(store, app.settings, session_id, mode) is not None:
+        on_switch(switch, lambda connected: change_monitor_mode(store, connected, app.settings, session_id, mode))
+    render(app, {"session": session_id, "mode": mode.value}, f"session {session_id}: {mode.value}")
+
+
+@monitor.command("stop")
+@click.argument("session_id", type=ID, required=False, metavar="[SESSION]")
+@click.option("--by", "supervisor_ext", default=None, metavar="EXT", help="Stop this supervisor's active session.")
+@json_option
+@pass_app
+def monitor_stop(app: AppContext, session_id: int | None, supervisor_ext: str | None) -> None:
+    """End a session: the supervisor's leg is hung up."""
+    from ctl.services.monitoring import check_monitor_stop, stop_monitoring
+
+    if (session_id is None) == (supervisor_ext is None):
+        raise ValidationError("give a SESSION or --by EXT (one of them)")
+    switch = switch_for(app, session_id=session_id, supervisor=supervisor_ext)
+    store = app.store()
+    check_monitor_stop(store, session_id, supervisor_ext)
+    stopped = on_switch(switch, lambda connected: stop_monitoring(store, connected, session_id, supervisor_ext))
+    render(app, {"session": stopped, "end_reason": "stopped"}, f"session {stopped}: stopped")
+
+
+@monitor.command("list")
+@click.option("--active", is_flag=True, help="Only sessions in progress.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@json_option
+@pass_app
+def monitor_list(app: AppContext, active: bool, limit: int) -> None:
+    """List monitor sessions, newest first."""
+    from ctl.store import queries
+
+    with app.store().transaction() as session:
+        rows = [session_row(r) for r in queries.monitor_sessions(session, active, limit)]
+    render(app, rows, columns=["id", "call", "operator", "supervisor", "mode", "started_at", "ended_at", "end_reason"])
+
+
+@monitor.command("log")
+@click.option("--operator", "operator_ext", default=None, metavar="EXT")
+@click.option("--by", "supervisor_ext", default=None, metavar="EXT")
+@click.option("--since", default=None, metavar="WHEN", help="ISO date or time, e.g. 2026-11-01 or 2026-11-01T09:00.")
+@json_option
+@pass_app
+def monitor_log(app: AppContext, operator_ext: str | None, supervisor_ext: str | None, since: str | None) -> None:
+    """Every session with its mode changes, and every spy or recording ctl did not start
+    (unauthorised_monitor), oldest first."""
+    from ctl.services import monitoring
+
+    with app.store().transaction() as session:
+        sessions, alerts = monitoring.monitor_log(session, operator_ext, supervisor_ext, since)
+        rows: list[dict[str, Any]] = []
+        for row in sessions:
+            entry = {"event": "session", **session_row(row)}
+            entry["modes"] = [{"mode": c.mode, "at": c.changed_at, "source": c.source} for c in row.mode_changes]
+            rows.append(entry)
+    rows = sorted(rows + alerts, key=lambda entry: entry.get("started_at") or entry["at"])
+    render(app, rows, "\n".join(_log_lines(rows)))
+
+
+def _log_lines(rows: list[dict[str, Any]]) -> list[str]:
+    lines = [] if rows else ["(none)"]
+    for entry in rows:
+        if entry["event"] != "session":
+            lines.append(f"ALERT {entry['event']} {entry['id']}: {cell(entry['at'])} {entry['detail']} "
+                         f"(call {cell(entry['call'])}; {entry['action'].replace('_', ' ')})")
+            continue
+        lines.append(f"session {entry['id']}: {entry['supervisor']} on {entry['operator']}'s call {entry['call']}, "
+                     f"{cell(entry['started_at'])} → {cell(entry['ended_at'])} ({entry['end_reason'] or 'active'})")
+        lines += [f"  {cell(change['at'])}  {change['mode']:<8} ({change['source']})" for change in entry["modes"]]
+    return lines
