@@ -154,7 +154,7 @@ async def serve(settings: Settings) -> None:
 def _api_server(settings: Settings, store: Store, stacks: list[_Stack]) -> ApiServer | None:
     if not settings.api.enabled:
         return None
-    return ApiServer(settings.api, create_app(store, {stack.switch.node: stack.switch for stack in stacks}))
+    return ApiServer(settings.api, create_app(store, settings, {stack.switch.node: stack.switch for stack in stacks}))
 
 
 async def _every_second(stacks: list[_Stack], tasks: TaskScheduler) -> None:

@@ -9,10 +9,11 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
 from ctl import __version__
-from ctl.api import operators
+from ctl.api import calls, monitor, operators
 from ctl.api.auth import Caller, caller
 from ctl.api.problems import PROBLEM_RESPONSES, ctl_error, invalid_request
 from ctl.api.schemas import Health, Problem
+from ctl.config import Settings
 from ctl.errors import CtlError
 from ctl.store.engine import Store
 from ctl.switch import Switch
@@ -20,17 +21,20 @@ from ctl.switch import Switch
 PREFIX = "/api/v1"
 
 
-def create_app(store: Store, switches: Mapping[str, Switch]) -> FastAPI:
+def create_app(store: Store, settings: Settings, switches: Mapping[str, Switch]) -> FastAPI:
     """`switches`: node → the connected Switch serve holds (the API never opens one)."""
     app = FastAPI(title="ctl", version=__version__, openapi_url=f"{PREFIX}/openapi.json", docs_url=None,
                   redoc_url=None, responses=PROBLEM_RESPONSES)
     app.state.store = store
+    app.state.settings = settings
     app.state.switches = dict(switches)
     app.add_exception_handler(CtlError, ctl_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
 
     api = APIRouter(prefix=PREFIX)
     api.include_router(operators.router)
+    api.include_router(calls.router)
+    api.include_router(monitor.router)
 
     @api.get("/health", response_model=Health, tags=["serve"], summary="serve's version and PBX links")
     async def health(request: Request, _who: Annotated[Caller, Depends(caller)]) -> Health:

@@ -32,6 +32,11 @@ class Caller:
     person: Person | None  # the token's owner; None on the local socket
     local: bool
 
+    @property
+    def viewer(self) -> tuple[str | None, str | None]:
+        """(role, extension) for the visibility rules; (None, None): the local admin sees all."""
+        return (self.person.role, self.person.extension) if self.person else (None, None)
+
     def acting(self, by: str | None) -> str | None:
         """The extension acting for this request: the token's owner, or on the local socket `by`
         (None: the local admin, for requests that need no person)."""

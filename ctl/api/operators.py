@@ -17,17 +17,13 @@ Who = Annotated[Caller, Depends(caller)]
 Extension = Annotated[str, Path(pattern=r"^[0-9]{2,10}$", description="the person's extension")]
 
 
-def _viewer(who: Caller) -> tuple[str | None, str | None]:
-    return (who.person.role, who.person.extension) if who.person else (None, None)
-
-
 @router.get("", response_model=list[OperatorOut], summary="Operators, supervisors, admins and owners")
 async def list_operators(request: Request, who: Who) -> list[OperatorOut]:
     store: Store = request.app.state.store
 
     def read() -> list[OperatorOut]:
         with store.transaction() as session:
-            return [OperatorOut.model_validate(o) for o in operators_visible(session, *_viewer(who))]
+            return [OperatorOut.model_validate(o) for o in operators_visible(session, *who.viewer)]
     return await asyncio.to_thread(read)
 
 
@@ -37,5 +33,5 @@ async def get_operator(request: Request, who: Who, extension: Extension) -> Oper
 
     def read() -> OperatorOut:
         with store.transaction() as session:
-            return OperatorOut.model_validate(operator_visible(session, *_viewer(who), extension))
+            return OperatorOut.model_validate(operator_visible(session, *who.viewer, extension))
     return await asyncio.to_thread(read)

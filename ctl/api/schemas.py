@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,3 +33,76 @@ class OperatorOut(BaseModel):
 class Health(BaseModel):
     version: str
     nodes: dict[str, bool] = Field(description="each PBX node and whether serve is connected to it")
+
+
+class CallOut(BaseModel):
+    id: int
+    state: str
+    direction: str
+    operator: str | None
+    client: str | None
+    project: str | None
+    created_at: datetime
+    answered_at: datetime | None
+    ended_at: datetime | None
+    cause: str | None
+
+
+class CallDetail(CallOut):
+    node: str
+    pbx_call_id: str
+    bridged_at: datetime | None
+    cause_code: int | None
+    duration_s: float | None
+    result: str | None
+    comment: str | None
+    review: bool
+    recording: str | None = Field(description="the recording's path, if the call has one")
+    recording_state: str | None = None
+    recording_complete: bool | None = None
+    recording_duration_s: float | None = None
+    recording_pauses: int | None = None
+
+
+class MonitorSessionOut(BaseModel):
+    id: int
+    call: int | None
+    operator: str | None
+    supervisor: str | None
+    mode: str
+    follow: bool
+    started_at: datetime
+    attached_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+
+
+class MonitorRequest(BaseModel):
+    """Start listening, whispering or barging: the supervisor's phone rings first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operator: str = Field(pattern=r"^[0-9]{2,10}$", description="the operator whose call to join")
+    mode: Literal["listen", "whisper", "barge"]
+    follow: bool = Field(False, description="stay on and join the operator's next call")
+    by: str | None = Field(None, pattern=r"^[0-9]{2,10}$",
+                           description="the supervisor (local socket only; a token acts as its owner)")
+
+
+class MonitorStarted(BaseModel):
+    session: int
+    mode: str
+    operator: str
+    by: str
+    follow: bool
+
+
+class ModeChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["listen", "whisper", "barge"]
+
+
+class SessionStopped(BaseModel):
+    session: int
+    end_reason: str

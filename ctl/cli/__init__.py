@@ -25,6 +25,7 @@ from ctl.cli.record import record
 from ctl.cli.report import report
 from ctl.cli.serve import serve
 from ctl.cli.task import task
+from ctl.cli.token import token
 
 __all__ = ["ID", "AppContext", "CtlGroup", "cli", "main"]
 
@@ -41,7 +42,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = AppContext(config_path)
 
 
-for _command in (db, serve, operator, project, call, monitor, task, blacklist, record, report):
+for _command in (db, serve, operator, project, call, monitor, task, blacklist, record, report, token):
     cli.add_command(_command)
 
 

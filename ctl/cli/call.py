@@ -2,46 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from ctl.cli.app import ID, AppContext, CtlGroup, json_option, pass_app
 from ctl.cli.output import render
 from ctl.cli.pbx import on_switch, switch_for
-from ctl.cli.record import recording_row
+from ctl.views import call_card_row, call_row
 
 if TYPE_CHECKING:
-    from ctl.store.models import Call
-
-
-def call_row(call: Call, full: bool = False) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "id": call.id,
-        "state": call.state,
-        "direction": call.direction,
-        "operator": call.operator.extension if call.operator else None,
-        "client": call.client_number,
-        "project": call.project.name if call.project else None,
-        "created_at": call.created_at,
-        "answered_at": call.answered_at,
-        "ended_at": call.ended_at,
-        "cause": call.hangup_cause,
-    }
-    if full:
-        row.update({
-            "node": call.node,
-            "pbx_call_id": call.pbx_call_id,
-            "bridged_at": call.bridged_at,
-            "cause_code": call.hangup_cause_code,
-            "duration_s": round((call.ended_at - call.answered_at).total_seconds(), 1)
-            if call.ended_at and call.answered_at else None,
-            "result": call.result,
-            "comment": call.comment,
-            "review": call.review,
-            "recording": None,  # the recording's path, filled in by `call show` from its row
-        })
-    return row
+    pass
 
 
 @click.group(cls=CtlGroup)
@@ -92,13 +63,7 @@ def call_show(app: AppContext, call_id: int) -> None:
     from ctl.services.calls import call_card
 
     with app.store().transaction() as session:
-        found, recording = call_card(session, call_id)
-        row = call_row(found, full=True)
-        if recording is not None:
-            details = recording_row(recording)
-            row.update({"recording": details["path"], "recording_state": details["state"],
-                        "recording_complete": details["complete"], "recording_duration_s": details["duration_s"],
-                        "recording_pauses": len(details["pauses"])})
+        row = call_card_row(*call_card(session, call_id))
     render(app, row)
 
 

@@ -10,24 +10,10 @@ from ctl.cli.app import ID, AppContext, CtlGroup, json_option, pass_app
 from ctl.cli.output import cell, render
 from ctl.cli.pbx import on_switch, switch_for
 from ctl.errors import ValidationError
+from ctl.views import session_row
 
 if TYPE_CHECKING:
-    from ctl.store.models import MonitorSession
-
-
-def session_row(row: MonitorSession) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "call": row.call_id,
-        "operator": row.operator.extension if row.operator else None,
-        "supervisor": row.supervisor.extension if row.supervisor else None,
-        "mode": row.mode,
-        "follow": row.follow,
-        "started_at": row.started_at,
-        "attached_at": row.attached_at,
-        "ended_at": row.ended_at,
-        "end_reason": row.end_reason,
-    }
+    pass
 
 
 @click.group(cls=CtlGroup)

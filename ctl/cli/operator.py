@@ -10,16 +10,12 @@ import click
 from ctl.cli.app import AppContext, CtlGroup, json_option, pass_app
 from ctl.cli.output import cell, render
 from ctl.errors import ValidationError
+from ctl.views import operator_row
 
 if TYPE_CHECKING:
     from datetime import datetime
 
     from ctl.store.models import Operator
-
-
-def operator_row(operator: Operator) -> dict[str, Any]:
-    return {"extension": operator.extension, "name": operator.name, "role": operator.role,
-            "dial_string": operator.dial_string, "status": operator.status}
 
 
 def _status_row(person: Operator, changed: bool) -> dict[str, Any]:

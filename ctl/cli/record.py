@@ -9,29 +9,10 @@ import click
 from ctl.cli.app import ID, AppContext, CtlGroup, json_option, pass_app
 from ctl.cli.output import cell, render
 from ctl.cli.pbx import on_switch, switch_for
+from ctl.views import recording_row
 
 if TYPE_CHECKING:
     from ctl.services.recording import Purged, PurgeReport
-    from ctl.store.models import Recording
-
-
-def recording_row(rec: Recording) -> dict[str, Any]:
-    return {
-        "call": rec.call_id,
-        "state": rec.state,
-        "path": rec.path,
-        "stereo": rec.stereo,
-        "source": rec.source,
-        "started_at": rec.started_at,
-        "stopped_at": rec.stopped_at,
-        "stop_reason": rec.stop_reason,
-        "size_bytes": rec.size_bytes,
-        "duration_s": None if rec.duration_ms is None else rec.duration_ms / 1000,
-        "complete": rec.complete,
-        "problem": rec.problem,
-        "purged_at": rec.purged_at,
-        "pauses": [{"paused_at": p.paused_at, "resumed_at": p.resumed_at, "source": p.source} for p in rec.pauses],
-    }
 
 
 @click.group(cls=CtlGroup)

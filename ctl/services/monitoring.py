@@ -227,8 +227,9 @@ def check_monitoring(store: Store, settings: Settings, mode: MonitorMode, operat
 
 
 async def start_monitoring(store: Store, switch: Switch, settings: Settings, mode: MonitorMode, operator_ext: str,
-                           supervisor_ext: str, follow: bool) -> int:
-    """Ring the supervisor; on answer the spy context attaches to the operator's leg."""
+                           supervisor_ext: str, follow: bool, source: str = "cli") -> int:
+    """Ring the supervisor; on answer the spy context attaches to the operator's leg.
+    `source`: the door the request came through (cli, api), kept with the session."""
     approved = check_monitoring(store, settings, mode, operator_ext, supervisor_ext)
     target = target_channel(approved, legs_in_snapshot(await switch.channels(), approved.call_pbx_id))
     if await switch.device_available(approved.supervisor_dial) is False:
@@ -236,7 +237,7 @@ async def start_monitoring(store: Store, switch: Switch, settings: Settings, mod
                           "not registered or unavailable")
     # 36 characters at most: FreeSWITCH keeps a channel uuid in 36 (and would cut a longer one).
     spy_channel_id = f"ctl-spy-{uuid.uuid4().hex[:28]}"
-    session_id = open_session(store, switch.node, approved, spy_channel_id, follow, "cli")
+    session_id = open_session(store, switch.node, approved, spy_channel_id, follow, source)
     try:
         await switch.spy(SpyRequest(supervisor_dial=approved.supervisor_dial, target_channel=target, mode=mode,
                                     spy_channel_id=spy_channel_id, session_id=session_id, follow=follow,
@@ -266,14 +267,14 @@ def check_mode_change(store: Store, settings: Settings, session_id: int, mode: M
 
 
 async def change_monitor_mode(store: Store, switch: Switch, settings: Settings, session_id: int,
-                              mode: MonitorMode) -> None:
+                              mode: MonitorMode, source: str = "cli") -> None:
     spy_channel_id = check_mode_change(store, settings, session_id, mode)
     if spy_channel_id is None:
         return
     await switch.channels()  # learn the spy leg's name
     await switch.set_spy_mode(spy_channel_id, mode)
     with store.transaction() as session:
-        record_mode(session, get_session(session, session_id), mode, "cli")
+        record_mode(session, get_session(session, session_id), mode, source)
 
 
 def _session_to_stop(session: Session, session_id: int | None, supervisor_ext: str | None) -> MonitorSession:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from ctl.errors import NotFound
+from ctl.errors import Forbidden, NotFound
+from ctl.services.calls import call_card
 from ctl.services.directory import get_operator, list_operators
-from ctl.store.models import Operator
+from ctl.store import queries
+from ctl.store.models import Call, MonitorSession, Operator, Recording
 
 TEAM_ROLES = ("owner", "admin", "supervisor")
 
@@ -36,3 +38,40 @@ def operator_visible(session: Session, viewer_role: str | None, viewer_extension
                      extension: str) -> Operator:
     check_sees(viewer_role, viewer_extension, extension)
     return get_operator(session, extension)
+
+
+def calls_visible(session: Session, viewer_role: str | None, viewer_extension: str | None, active: bool,
+                  limit: int) -> list[Call]:
+    """Newest first: every call for the team, an operator's own for an operator."""
+    if sees_team(viewer_role):
+        return queries.calls(session, active, limit)
+    return queries.calls(session, active, limit, get_operator(session, viewer_extension or "").id)
+
+
+def call_visible(session: Session, viewer_role: str | None, viewer_extension: str | None,
+                 call_id: int) -> tuple[Call, Recording | None]:
+    """A call and its recording; another operator's call does not exist for an operator."""
+    call, recording = call_card(session, call_id)
+    if not sees_team(viewer_role) and (call.operator is None or call.operator.extension != viewer_extension):
+        raise NotFound(f"no call with id {call_id}")
+    return call, recording
+
+
+def monitor_sessions_visible(session: Session, viewer_role: str | None, active: bool,
+                             limit: int) -> list[MonitorSession]:
+    """Who monitors whom is the team's business: operators are not shown it."""
+    if not sees_team(viewer_role):
+        raise Forbidden("operators do not see monitor sessions")
+    return queries.monitor_sessions(session, active, limit)
+
+
+def check_controls_session(session: Session, actor_role: str | None, actor_extension: str | None,
+                           session_id: int) -> None:
+    """A session is switched or stopped by its own supervisor, an admin or an owner (or the local admin)."""
+    if actor_role is None or actor_role in ("owner", "admin"):
+        return
+    row = session.get(MonitorSession, session_id)
+    if row is None:
+        raise NotFound(f"no monitor session {session_id}")
+    if row.supervisor is None or row.supervisor.extension != actor_extension:
+        raise Forbidden(f"monitor session {session_id} is another supervisor's")

@@ -13,11 +13,13 @@ from ctl.store.models import Call, MonitorSession, Operator, Recording
 ACTIVE_RECORDING_STATES = ("starting", "recording", "paused")
 
 
-def calls(session: Session, active: bool, limit: int) -> list[Call]:
-    """Newest first; `active`: only calls not yet ended."""
+def calls(session: Session, active: bool, limit: int, operator_id: int | None = None) -> list[Call]:
+    """Newest first; `active`: only calls not yet ended; `operator_id`: only that operator's."""
     query = select(Call).options(selectinload(Call.operator), selectinload(Call.project))
     if active:
         query = query.where(Call.state != "ended")
+    if operator_id is not None:
+        query = query.where(Call.operator_id == operator_id)
     query = query.order_by(Call.created_at.desc(), Call.id.desc()).limit(limit)
     return list(session.scalars(query))
 

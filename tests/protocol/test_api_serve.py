@@ -102,7 +102,7 @@ async def test_a_socket_left_by_a_dead_serve_is_replaced(tmp_path: Path) -> None
     url = f"sqlite:///{tmp_path / 'ctl.db'}"
     upgrade(url)
     store = Store(url)
-    server = ApiServer(ApiSettings(port=_free_port(), socket=str(path)), create_app(store, {}))
+    server = ApiServer(ApiSettings(port=_free_port(), socket=str(path)), create_app(store, Settings(), {}))
     await server.start()
     try:
         async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=str(path))) as local:
@@ -113,4 +113,5 @@ async def test_a_socket_left_by_a_dead_serve_is_replaced(tmp_path: Path) -> None
     assert not path.exists()
     (tmp_path / "plain").write_text("not a socket")
     with pytest.raises(ConfigError, match="exists and is not a socket"):
-        await ApiServer(ApiSettings(port=_free_port(), socket=str(tmp_path / "plain")), create_app(store, {})).start()
+        plain = ApiSettings(port=_free_port(), socket=str(tmp_path / "plain"))
+        await ApiServer(plain, create_app(store, Settings(), {})).start()

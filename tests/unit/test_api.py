@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
 
 from ctl.api.app import create_app
 from ctl.api.auth import LocalSocket
-from ctl.config import CallSettings
+from ctl.config import CallSettings, Settings
+from ctl.model import MonitorMode
 from ctl.services.directory import add_operator
 from ctl.services.tokens import create_token, revoke_token
 from ctl.store.engine import Store
@@ -31,7 +34,7 @@ def people(store: Store) -> dict[str, str]:
 
 @pytest.fixture
 async def client(store: Store) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(store, {"asterisk": FakeSwitch()})
+    app = create_app(store, Settings(), {"asterisk": FakeSwitch()})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ctl") as http:
         yield http
 
@@ -39,7 +42,7 @@ async def client(store: Store) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def local(store: Store) -> AsyncIterator[httpx.AsyncClient]:
     """As over the Unix socket."""
-    app = create_app(store, {"asterisk": FakeSwitch()})
+    app = create_app(store, Settings(), {"asterisk": FakeSwitch()})
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=LocalSocket(app)),  # type: ignore[arg-type]
                                  base_url="http://ctl") as http:
         yield http
@@ -106,3 +109,131 @@ async def test_the_openapi_document_is_served(client: httpx.AsyncClient) -> None
     assert document["info"]["title"] == "ctl"
     assert (await client.get("/api/v1/health")).status_code == 401
     assert "/api/v1/operators" in document["paths"] and "Problem" in document["components"]["schemas"]
+
+
+def _bridged_call(store: Store, operator: str, pbx_id: str) -> int:
+    from ctl.store.models import Call, Operator
+
+    with store.transaction() as session:
+        person = session.query(Operator).filter_by(extension=operator).one()
+        call = Call(node="asterisk", pbx_call_id=pbx_id, direction="outbound", state="bridged",
+                    operator_id=person.id, client_number="79991234567")
+        session.add(call)
+        session.flush()
+        return call.id
+
+
+def _legs(pbx_id: str) -> list[Any]:
+    from ctl.model import ChannelInfo, ChannelState
+
+    return [ChannelInfo(pbx_id, pbx_id, "PJSIP/101-00000001", "101", ChannelState.UP, "101", "b"),
+            ChannelInfo(pbx_id, "c", "PJSIP/clients-00000002", "clients", ChannelState.UP, None, "b")]
+
+
+@pytest.fixture
+def pbx(store: Store) -> FakeSwitch:
+    return FakeSwitch(node="asterisk", snapshot=_legs("one"))
+
+
+@pytest.fixture
+async def live(store: Store, pbx: FakeSwitch) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app whose PBX link is up, with a bridged call of operator 101."""
+    await pbx.connect()
+    app = create_app(store, Settings(), {"asterisk": pbx})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ctl") as http:
+        yield http
+
+
+async def test_calls_are_listed_to_the_team_and_to_their_own_operator(live: httpx.AsyncClient, store: Store,
+                                                                      people: dict[str, str]) -> None:
+    call_id = _bridged_call(store, "101", "one")
+    team = (await live.get("/api/v1/calls?state=active", headers=bearer(people["200"]))).json()
+    assert [(c["id"], c["operator"], c["client"], c["state"]) for c in team] == [(call_id, "101", "79991234567",
+                                                                                  "bridged")]
+    assert (await live.get("/api/v1/calls", headers=bearer(people["101"]))).json()[0]["id"] == call_id
+    assert (await live.get("/api/v1/calls", headers=bearer(people["102"]))).json() == []
+    card = await live.get(f"/api/v1/calls/{call_id}", headers=bearer(people["101"]))
+    assert card.status_code == 200 and card.json()["pbx_call_id"] == "one" and card.json()["recording"] is None
+    other = await live.get(f"/api/v1/calls/{call_id}", headers=bearer(people["102"]))
+    assert other.status_code == 404
+    assert (await live.get("/api/v1/calls/0", headers=bearer(people["200"]))).status_code == 422
+    assert (await live.get("/api/v1/calls?state=ended", headers=bearer(people["200"]))).status_code == 422
+
+
+async def test_monitoring_over_the_api_follows_the_rules(live: httpx.AsyncClient, store: Store, pbx: FakeSwitch,
+                                                         people: dict[str, str]) -> None:
+    _bridged_call(store, "101", "one")
+    # An operator's token may not listen (the role's rule), nor act as someone else.
+    refused = await live.post("/api/v1/monitor/sessions", json={"operator": "101", "mode": "listen"},
+                              headers=bearer(people["102"]))
+    assert refused.status_code == 403 and refused.json()["kind"] == "forbidden"
+    posing = await live.post("/api/v1/monitor/sessions", json={"operator": "101", "mode": "listen", "by": "200"},
+                             headers=bearer(people["102"]))
+    assert posing.status_code == 403 and "acts as its owner" in posing.json()["detail"]
+    barge = await live.post("/api/v1/monitor/sessions", json={"operator": "101", "mode": "barge"},
+                            headers=bearer(people["200"]))
+    assert barge.status_code == 403  # supervisors may listen and whisper, not barge (the default roles)
+    assert pbx.spied == []
+    started = await live.post("/api/v1/monitor/sessions", json={"operator": "101", "mode": "listen"},
+                              headers=bearer(people["200"]))
+    assert started.status_code == 201, started.text
+    session_id = started.json()["session"]
+    assert started.json() == {"session": session_id, "mode": "listen", "operator": "101", "by": "200",
+                              "follow": False}
+    [spy] = pbx.spied
+    assert spy.target_channel == "PJSIP/101-00000001" and spy.supervisor_dial == "PJSIP/200"
+    listed = (await live.get("/api/v1/monitor/sessions?active=true", headers=bearer(people["200"]))).json()
+    assert [(s["id"], s["supervisor"], s["mode"]) for s in listed] == [(session_id, "200", "listen")]
+    assert (await live.get("/api/v1/monitor/sessions", headers=bearer(people["101"]))).status_code == 403
+    # Nobody else on the same call: who and since when.
+    with store.transaction() as session:
+        add_operator(session, CallSettings(), "201", "Ada", "admin", None)
+        admin = create_token(session, "201", "t", None).token
+    second = await live.post("/api/v1/monitor/sessions", json={"operator": "101", "mode": "listen"},
+                             headers=bearer(admin))
+    assert second.status_code == 409 and second.json()["kind"] == "already_monitored"
+    assert "already monitored by 200" in second.json()["detail"]
+    # Only the session's supervisor (or an admin) switches or stops it.
+    with store.transaction() as session:
+        add_operator(session, CallSettings(), "202", "Sid", "supervisor", None)
+        other_supervisor = create_token(session, "202", "t", None).token
+    foreign = await live.patch(f"/api/v1/monitor/sessions/{session_id}", json={"mode": "whisper"},
+                               headers=bearer(other_supervisor))
+    assert foreign.status_code == 403
+    switched = await live.patch(f"/api/v1/monitor/sessions/{session_id}", json={"mode": "whisper"},
+                                headers=bearer(people["200"]))
+    assert switched.status_code == 200 and switched.json() == {"mode": "whisper"}
+    assert ("set_spy_mode", (spy.spy_channel_id, MonitorMode.WHISPER)) in pbx.calls
+    bad = await live.patch(f"/api/v1/monitor/sessions/{session_id}", json={"mode": "shout"},
+                           headers=bearer(people["200"]))
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "mode"
+    stopped = await live.delete(f"/api/v1/monitor/sessions/{session_id}", headers=bearer(admin))
+    assert stopped.status_code == 200 and stopped.json() == {"session": session_id, "end_reason": "stopped"}
+    with store.transaction() as session:
+        from ctl.store.models import MonitorSession
+
+        row = session.get(MonitorSession, session_id)
+        assert row is not None and row.ended_at is not None
+        assert [change.source for change in row.mode_changes] == ["api", "api"]
+
+
+async def test_a_hundred_concurrent_requests_on_one_call_make_one_session(live: httpx.AsyncClient, store: Store,
+                                                                          people: dict[str, str]) -> None:
+    _bridged_call(store, "101", "one")
+    supervisors = []
+    with store.transaction() as session:
+        for n in range(100):
+            extension = str(300 + n)
+            add_operator(session, CallSettings(), extension, f"S{extension}", "supervisor", None)
+            supervisors.append(create_token(session, extension, "t", None).token)
+    replies = await asyncio.gather(*(live.post("/api/v1/monitor/sessions", json={"operator": "101", "mode": "listen"},
+                                               headers=bearer(token)) for token in supervisors))
+    codes = sorted(reply.status_code for reply in replies)
+    assert codes == [201] + [409] * 99
+    assert all(r.json()["kind"] == "already_monitored" for r in replies if r.status_code == 409)
+
+
+async def test_the_local_socket_names_the_supervisor_with_by(local: httpx.AsyncClient, store: Store,
+                                                             people: dict[str, str]) -> None:
+    reply = await local.post("/api/v1/monitor/sessions", json={"operator": "101", "mode": "listen"})
+    assert reply.status_code == 422 and "by" in reply.json()["detail"]

@@ -276,3 +276,22 @@ def test_import_reads_no_more_than_its_limit_and_only_regular_files(run, tmp_pat
         handle.write(b"\n")
     result = run("operator", "import", str(big))
     assert result.exit_code == 2 and "larger than 5 MB" in result.output
+
+
+def test_tokens_are_shown_once_listed_without_the_secret_and_revoked(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("operator", "add", "200", "--name", "Sam", "--role", "supervisor").exit_code == 0
+    created = json.loads(run("token", "create", "200", "--name", "crm", "--expires", "30d", "--json").output)
+    secret = created["token"]
+    assert secret.startswith("ctl_") and created["state"] == "active" and created["extension"] == "200"
+    text = run("token", "create", "200").output
+    assert text.startswith("ctl_") and "shown once" in text
+    listed = run("token", "list").output
+    assert secret not in listed and created["prefix"] in listed and "crm" in listed
+    assert "revoked token 1" in run("token", "revoke", "1").output
+    states = {t["id"]: t["state"] for t in json.loads(run("token", "list", "--json").output)}
+    assert states == {1: "revoked", 2: "active"}
+    again = run("token", "revoke", "1")
+    assert again.exit_code == 8 and "already revoked" in again.output
+    bad = run("token", "create", "200", "--expires", "forever")
+    assert bad.exit_code == 2 and "--expires" in bad.output
+    assert run("token", "create", "999").exit_code == 4

@@ -1,0 +1,86 @@
+"""/api/v1/monitor/sessions: listen, whisper, barge — one monitor per call, the CLI's rules."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Query, Request, status
+
+from ctl.api.auth import Caller, caller
+from ctl.api.schemas import ModeChange, MonitorRequest, MonitorSessionOut, MonitorStarted, SessionStopped
+from ctl.config import Settings
+from ctl.errors import SwitchUnreachable, ValidationError
+from ctl.pbx import configured_nodes, node_of_request
+from ctl.services.monitoring import change_monitor_mode, parse_mode, start_monitoring, stop_monitoring
+from ctl.services.visibility import check_controls_session, monitor_sessions_visible
+from ctl.store.engine import Store
+from ctl.switch import Switch
+from ctl.views import session_row
+
+router = APIRouter(prefix="/monitor/sessions", tags=["monitor"])
+Who = Annotated[Caller, Depends(caller)]
+SessionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+
+
+def _switch(request: Request, node: str | None) -> Switch:
+    """The connected switch serve holds for the node the request is about."""
+    settings: Settings = request.app.state.settings
+    switches: dict[str, Switch] = request.app.state.switches
+    nodes = configured_nodes(settings)
+    chosen = node if node in switches else (nodes[0] if nodes else None)
+    if chosen is None or chosen not in switches:
+        raise SwitchUnreachable("serve drives no PBX for this request")
+    return switches[chosen]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=MonitorStarted,
+             summary="Ring the supervisor; on answer, listen, whisper or barge on the operator's call")
+async def start(request: Request, who: Who, body: MonitorRequest) -> dict[str, Any]:
+    supervisor = who.acting(body.by)
+    if supervisor is None:
+        raise ValidationError("by: the supervisor is required on the local socket")
+    store: Store = request.app.state.store
+    settings: Settings = request.app.state.settings
+    node = await asyncio.to_thread(node_of_request, store, settings, [body.operator, supervisor])
+    session_id = await start_monitoring(store, _switch(request, node), settings, parse_mode(body.mode),
+                                        body.operator, supervisor, body.follow, source="api")
+    return {"session": session_id, "mode": body.mode, "operator": body.operator, "by": supervisor,
+            "follow": body.follow}
+
+
+@router.get("", response_model=list[MonitorSessionOut], summary="Monitor sessions, newest first")
+async def list_sessions(request: Request, who: Who, active: bool = False,
+                        limit: Annotated[int, Query(ge=1, le=10_000)] = 50) -> list[dict[str, Any]]:
+    store: Store = request.app.state.store
+
+    def read() -> list[dict[str, Any]]:
+        with store.transaction() as session:
+            return [session_row(r) for r in monitor_sessions_visible(session, who.viewer[0], active, limit)]
+    return await asyncio.to_thread(read)
+
+
+async def _controlled(request: Request, who: Who, session_id: int) -> tuple[Store, Switch]:
+    store: Store = request.app.state.store
+    settings: Settings = request.app.state.settings
+
+    def check() -> str | None:
+        with store.transaction() as session:
+            check_controls_session(session, *who.viewer, session_id)
+        return node_of_request(store, settings, session_id=session_id)
+    return store, _switch(request, await asyncio.to_thread(check))
+
+
+@router.patch("/{session_id}", response_model=ModeChange, summary="Switch a live session's mode")
+async def change_mode(request: Request, who: Who, session_id: SessionId, body: ModeChange) -> dict[str, Any]:
+    store, switch = await _controlled(request, who, session_id)
+    await change_monitor_mode(store, switch, request.app.state.settings, session_id, parse_mode(body.mode),
+                              source="api")
+    return {"mode": body.mode}
+
+
+@router.delete("/{session_id}", response_model=SessionStopped, summary="End a session: the supervisor's leg hangs up")
+async def stop(request: Request, who: Who, session_id: SessionId) -> dict[str, Any]:
+    store, switch = await _controlled(request, who, session_id)
+    stopped = await stop_monitoring(store, switch, session_id, None)
+    return {"session": stopped, "end_reason": "stopped"}
