@@ -176,6 +176,8 @@ class ApiSettings:
     socket: str = "ctl.sock"
     # The Unix socket's group (its mode is 0660); empty: the group of the user running serve.
     socket_group: str = ""
+    # Days the live event stream's events are kept (a client reconnecting may ask for older ones).
+    events_retention_days: int = 7
 
 
 @dataclass(frozen=True)
@@ -360,6 +362,8 @@ def _check_values(settings: Settings) -> None:
         ipaddress.ip_address(api.host)
     except ValueError:
         raise ConfigError(f"[api] host: expected an IP address to listen on, got {api.host!r}") from None
+    if not 1 <= api.events_retention_days <= 3650:
+        raise ConfigError(f"[api] events_retention_days: expected 1-3650, got {api.events_retention_days}")
     if not api.socket or any(ch in api.socket for ch in "\x00\r\n") or len(api.socket.encode()) > 100:
         raise ConfigError("[api] socket: expected a path of at most 100 bytes")
     recording = settings.recording

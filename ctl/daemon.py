@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ctl import events as ev
 from ctl.api.app import create_app
 from ctl.api.server import ApiServer
 from ctl.asterisk.agi import FeatureCodeServer
@@ -18,6 +20,7 @@ from ctl.freeswitch.switch import FreeswitchSwitch
 from ctl.live import LiveChannels
 from ctl.pbx import check_feature_code_secret, configured_nodes, handled_by, make_switch, trunks_of
 from ctl.services.calls import CallTracker
+from ctl.services.events import pbx_link, purge_events
 from ctl.services.monitoring import MonitorTracker
 from ctl.services.operators import StatusTracker
 from ctl.services.queues import QueueSync
@@ -63,12 +66,23 @@ def _stack(store: Store, settings: Settings, switch: Switch) -> _Stack:
     queues = QueueSync(store, switch, handled_by(settings, switch.node))
     switch.subscribe(statuses.handle)
     switch.subscribe(queues.handle)
+    switch.subscribe(_link_events(store, switch.node))
     feature_codes: FeatureCodeServer | OutboundFeatureCodes
     if isinstance(switch, FreeswitchSwitch):
         feature_codes = OutboundFeatureCodes(store, settings, switch, tracker.legs, live)
     else:
         feature_codes = FeatureCodeServer(store, settings, switch, tracker.legs, live)
     return _Stack(switch, tracker, monitors, recordings, statuses, queues, feature_codes)
+
+
+def _link_events(store: Store, node: str) -> Callable[[ev.Event], Awaitable[None]]:
+    """pbx.connected / pbx.disconnected on the event stream."""
+    async def handle(event: ev.Event) -> None:
+        if isinstance(event, ev.SwitchConnected):
+            await asyncio.to_thread(pbx_link, store, node, True)
+        elif isinstance(event, ev.SwitchDisconnected):
+            await asyncio.to_thread(pbx_link, store, node, False, event.reason)
+    return handle
 
 
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]", "*")
@@ -128,7 +142,7 @@ async def serve(settings: Settings) -> None:
         loop.add_signal_handler(signum, stop.set)
     runners = [loop.create_task(stack.switch.run(), name=f"ctl-{stack.switch.node}") for stack in stacks]
     stopper = loop.create_task(stop.wait())
-    ticker = loop.create_task(_every_second(stacks, tasks), name="ctl-ticker")
+    ticker = loop.create_task(_every_second(stacks, tasks, store, settings), name="ctl-ticker")
     try:
         done, _ = await asyncio.wait({*runners, stopper, ticker}, return_when=asyncio.FIRST_COMPLETED)
         for finished in (*runners, ticker):
@@ -157,13 +171,17 @@ def _api_server(settings: Settings, store: Store, stacks: list[_Stack]) -> ApiSe
     return ApiServer(settings.api, create_app(store, settings, {stack.switch.node: stack.switch for stack in stacks}))
 
 
-async def _every_second(stacks: list[_Stack], tasks: TaskScheduler) -> None:
+async def _every_second(stacks: list[_Stack], tasks: TaskScheduler, store: Store, settings: Settings) -> None:
     """Time-driven work: wrap-ups past their maximum, queue pauses set by other processes,
-    task reminders and automatic callbacks."""
+    task reminders and automatic callbacks; once an hour, events past their retention."""
+    seconds = 0
     while True:
         await asyncio.sleep(1.0)
+        seconds += 1
         try:
             now = datetime.now(UTC)
+            if seconds % 3600 == 1:
+                await asyncio.to_thread(_purge_events, store, now, settings.api.events_retention_days)
             for stack in stacks:
                 await asyncio.to_thread(stack.statuses.tick, now)
                 await asyncio.to_thread(stack.monitors.tick, now)
@@ -171,3 +189,10 @@ async def _every_second(stacks: list[_Stack], tasks: TaskScheduler) -> None:
             await tasks.tick(now)
         except Exception:  # a store hiccup must not stop serve: next second tries again
             log.exception("periodic work failed")
+
+
+def _purge_events(store: Store, now: datetime, days: int) -> None:
+    with store.transaction() as session:
+        purged = purge_events(session, now, days)
+    if purged:
+        log.info("events past their retention purged", extra={"fields": {"events": purged, "days": days}})

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 
 from ctl import __version__
-from ctl.api import calls, monitor, operators
+from ctl.api import calls, events, monitor, operators
 from ctl.api.auth import Caller, caller
 from ctl.api.problems import PROBLEM_RESPONSES, ctl_error, invalid_request
 from ctl.api.schemas import Health, Problem
@@ -35,6 +35,7 @@ def create_app(store: Store, settings: Settings, switches: Mapping[str, Switch])
     api.include_router(operators.router)
     api.include_router(calls.router)
     api.include_router(monitor.router)
+    api.include_router(events.router)
 
     @api.get("/health", response_model=Health, tags=["serve"], summary="serve's version and PBX links")
     async def health(request: Request, _who: Annotated[Caller, Depends(caller)]) -> Health:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # The newest migration. Every command checks the store is at this revision; reading
 # it from here keeps Alembic (≈0.6 s to import and scan) out of every command's start.
 # tests/unit/test_store_engine.py checks it against the migrations directory.
-SCHEMA_REVISION = "0009"
+SCHEMA_REVISION = "0010"
 
 
 def migrations_dir() -> Path:
@@ -141,6 +141,10 @@ class Store:
         if check_schema:
             ensure_migrated(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Every change the event stream reports is written in its own transaction (the outbox).
+        from ctl.store.outbox import record_changes
+
+        event.listen(self._sessions, "after_flush", record_changes)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -410,3 +410,20 @@ class ApiToken(Base):
     last_used_at: Mapped[datetime | None] = mapped_column()
 
     operator: Mapped[Operator] = relationship()
+
+
+class EventRecord(Base):
+    """The outbox of the live event stream: one row per change, written in the same
+    transaction as the change (ctl.store.outbox), read by /api/v1/events and webhooks."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(40))  # e.g. call.bridged, operator.status, monitor.started
+    node: Mapped[str | None] = mapped_column(String(64))
+    call_id: Mapped[int | None] = mapped_column(Integer)  # no foreign key: events outlive purged rows
+    # The operator the event is about: an operator's token sees only their own events.
+    operator_id: Mapped[int | None] = mapped_column(Integer)
+    data: Mapped[str] = mapped_column(Text)  # JSON

@@ -4,10 +4,12 @@ the Unix socket (mode 0660) without one; a second serve on the same socket is re
 from __future__ import annotations
 
 import asyncio
+import json
 import stat
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -115,3 +117,60 @@ async def test_a_socket_left_by_a_dead_serve_is_replaced(tmp_path: Path) -> None
     with pytest.raises(ConfigError, match="exists and is not a socket"):
         plain = ApiSettings(port=_free_port(), socket=str(tmp_path / "plain"))
         await ApiServer(plain, create_app(store, Settings(), {})).start()
+
+
+async def _next_events(lines: Any, count: int) -> list[dict[str, Any]]:
+    """The next `count` events of an SSE stream (id, event, data lines; a blank line ends one)."""
+    found: list[dict[str, Any]] = []
+    current: dict[str, Any] = {}
+    async for line in lines:
+        if line.startswith("id: "):
+            current["id"] = int(line[4:])
+        elif line.startswith("event: "):
+            current["event"] = line[7:]
+        elif line.startswith("data: "):
+            current["data"] = json.loads(line[6:])
+        elif line == "" and current:
+            found.append(current)
+            current = {}
+            if len(found) == count:
+                return found
+    return found
+
+
+async def test_the_event_stream_resumes_after_the_last_event_id(served: tuple[Settings, str]) -> None:
+    from ctl.config import OperatorSettings
+    from ctl.services.operators import set_status_by_hand
+
+    settings, token = served
+    store = Store(settings.database.url)
+    url = f"http://127.0.0.1:{settings.api.port}/api/v1/events"
+    headers = {"Authorization": f"Bearer {token}"}
+
+    def status(value: str) -> None:
+        with store.transaction() as session:
+            set_status_by_hand(session, OperatorSettings(), "200", value, "lunch" if value == "break" else None, None)
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            async with http.stream("GET", f"{url}?after=0", headers=headers) as reply:
+                assert reply.status_code == 200
+                assert reply.headers["content-type"].startswith("text/event-stream")
+                lines = reply.aiter_lines()
+                [connected] = await asyncio.wait_for(_next_events(lines, 1), 10)
+                assert connected["event"] == "pbx.connected" and connected["data"]["node"] == "fs1"
+                await asyncio.to_thread(status, "available")
+                [first] = await asyncio.wait_for(_next_events(lines, 1), 10)
+                assert first["event"] == "operator.status" and first["data"]["status"] == "available"
+            # While nobody listens: two changes. The reconnect gets both, in order, nothing else.
+            await asyncio.to_thread(status, "break")
+            await asyncio.to_thread(status, "available")
+            async with http.stream("GET", url, headers={**headers, "Last-Event-ID": str(first["id"])}) as reply:
+                missed = await asyncio.wait_for(_next_events(reply.aiter_lines(), 2), 10)
+            assert [(e["event"], e["data"]["status"]) for e in missed] == [("operator.status", "break"),
+                                                                            ("operator.status", "available")]
+            assert missed[0]["id"] > first["id"] and missed[0]["data"]["reason"] == "lunch"
+            bad = await http.get(url, headers={**headers, "Last-Event-ID": "soon"})
+            assert bad.status_code == 422 and bad.json()["kind"] == "invalid"
+            assert (await http.get(url)).status_code == 401
+    finally:
+        store.dispose()
