@@ -73,6 +73,10 @@ class EventDispatch:
     def subscribe(self, handler: EventHandler) -> None:
         self._handlers.append(handler)
 
+    def unsubscribe(self, handler: EventHandler) -> None:
+        if handler in self._handlers:
+            self._handlers.remove(handler)
+
     def attach(self, reader: Reader | None) -> None:
         """The reader to pause while the queue is full (one connection at a time)."""
         self._reader = reader

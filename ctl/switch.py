@@ -23,6 +23,9 @@ class Switch(Protocol):
     def subscribe(self, handler: EventHandler) -> None:
         """Call `handler` with every PBX-neutral event, in the order the PBX sent them."""
 
+    def unsubscribe(self, handler: EventHandler) -> None:
+        """Stop calling `handler` (a use case that waited for one event on a long-lived switch)."""
+
     async def connect(self) -> None:
         """Connect and log in once; raise SwitchUnreachable or AuthenticationFailed."""
 

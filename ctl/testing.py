@@ -39,6 +39,10 @@ class FakeSwitch:
     def subscribe(self, handler: EventHandler) -> None:
         self._handlers.append(handler)
 
+    def unsubscribe(self, handler: EventHandler) -> None:
+        if handler in self._handlers:
+            self._handlers.remove(handler)
+
     async def emit(self, event: ev.Event) -> None:
         for handler in self._handlers:
             result = handler(event)

@@ -5,12 +5,18 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from ctl.api.auth import Caller, caller
-from ctl.api.schemas import CallDetail, CallOut
-from ctl.services.visibility import call_visible, calls_visible
+from ctl.api.pbx import switch_of_node
+from ctl.api.schemas import CallDetail, CallOut, CallPlaced, CallRequest, RecordingChanged, RecordingStarted
+from ctl.config import Settings
+from ctl.pbx import node_of_request
+from ctl.services.calls import place_bridge_call
+from ctl.services.recording import set_recording_paused, start_recording, stop_recording
+from ctl.services.visibility import call_visible, calls_visible, check_controls_recording, check_places_call
 from ctl.store.engine import Store
+from ctl.switch import Switch
 from ctl.views import call_card_row, call_row
 
 router = APIRouter(prefix="/calls", tags=["calls"])
@@ -38,3 +44,56 @@ async def get_call(request: Request, who: Who, call_id: CallId) -> dict[str, Any
         with store.transaction() as session:
             return call_card_row(*call_visible(session, *who.viewer, call_id))
     return await asyncio.to_thread(read)
+
+
+def _switch_for_call(request: Request, people: list[str] | None = None, call_id: int | None = None) -> Switch:
+    settings: Settings = request.app.state.settings
+    node = node_of_request(request.app.state.store, settings, people or [], call_id)
+    return switch_of_node(request, node)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=CallPlaced,
+             summary="Click-to-call: ring the operator, then dial the client and bridge them")
+async def place(request: Request, who: Who, body: CallRequest) -> dict[str, Any]:
+    store: Store = request.app.state.store
+    check_places_call(*who.viewer, body.operator)
+    switch = await asyncio.to_thread(_switch_for_call, request, [body.operator])
+    placed = await place_bridge_call(store, switch, request.app.state.settings, body.operator, body.to, body.project)
+    return {"id": placed.id, "pbx_call_id": placed.pbx_call_id, "operator": placed.operator,
+            "client": placed.number, "state": "created"}
+
+
+async def _recording_switch(request: Request, who: Caller, call_id: int, pause_only: bool) -> Switch:
+    store: Store = request.app.state.store
+
+    def check() -> Switch:
+        with store.transaction() as session:
+            check_controls_recording(session, *who.viewer, call_id, pause_only)
+        return _switch_for_call(request, call_id=call_id)
+    return await asyncio.to_thread(check)
+
+
+@router.post("/{call_id}/recording", response_model=RecordingStarted, summary="Record the call now")
+async def record(request: Request, who: Who, call_id: CallId) -> dict[str, Any]:
+    switch = await _recording_switch(request, who, call_id, pause_only=False)
+    result = await start_recording(request.app.state.store, switch, request.app.state.settings, call_id,
+                                   source="api")
+    return {"call": call_id, "state": result.state, "already": result.already, "path": result.path,
+            "since": result.since}
+
+
+@router.delete("/{call_id}/recording", response_model=RecordingChanged,
+               summary="Stop recording and close the file (the call goes on)")
+async def stop_record(request: Request, who: Who, call_id: CallId) -> dict[str, Any]:
+    switch = await _recording_switch(request, who, call_id, pause_only=False)
+    result = await stop_recording(request.app.state.store, switch, request.app.state.settings, call_id)
+    return {"call": call_id, "state": result.state, "changed": result.changed}
+
+
+@router.post("/{call_id}/recording/{action}", response_model=RecordingChanged,
+             summary="Pause (silence in the file) or resume the recording")
+async def pause_record(request: Request, who: Who, call_id: CallId,
+                       action: Annotated[Literal["pause", "resume"], Path()]) -> dict[str, Any]:
+    switch = await _recording_switch(request, who, call_id, pause_only=True)
+    result = await set_recording_paused(request.app.state.store, switch, call_id, action == "pause", source="api")
+    return {"call": call_id, "state": result.state, "changed": result.changed}

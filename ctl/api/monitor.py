@@ -8,10 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from ctl.api.auth import Caller, caller
+from ctl.api.pbx import switch_of_node
 from ctl.api.schemas import ModeChange, MonitorRequest, MonitorSessionOut, MonitorStarted, SessionStopped
 from ctl.config import Settings
-from ctl.errors import SwitchUnreachable, ValidationError
-from ctl.pbx import configured_nodes, node_of_request
+from ctl.errors import ValidationError
+from ctl.pbx import node_of_request
 from ctl.services.monitoring import change_monitor_mode, parse_mode, start_monitoring, stop_monitoring
 from ctl.services.visibility import check_controls_session, monitor_sessions_visible
 from ctl.store.engine import Store
@@ -23,17 +24,6 @@ Who = Annotated[Caller, Depends(caller)]
 SessionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
-def _switch(request: Request, node: str | None) -> Switch:
-    """The connected switch serve holds for the node the request is about."""
-    settings: Settings = request.app.state.settings
-    switches: dict[str, Switch] = request.app.state.switches
-    nodes = configured_nodes(settings)
-    chosen = node if node in switches else (nodes[0] if nodes else None)
-    if chosen is None or chosen not in switches:
-        raise SwitchUnreachable("serve drives no PBX for this request")
-    return switches[chosen]
-
-
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=MonitorStarted,
              summary="Ring the supervisor; on answer, listen, whisper or barge on the operator's call")
 async def start(request: Request, who: Who, body: MonitorRequest) -> dict[str, Any]:
@@ -43,7 +33,7 @@ async def start(request: Request, who: Who, body: MonitorRequest) -> dict[str, A
     store: Store = request.app.state.store
     settings: Settings = request.app.state.settings
     node = await asyncio.to_thread(node_of_request, store, settings, [body.operator, supervisor])
-    session_id = await start_monitoring(store, _switch(request, node), settings, parse_mode(body.mode),
+    session_id = await start_monitoring(store, switch_of_node(request, node), settings, parse_mode(body.mode),
                                         body.operator, supervisor, body.follow, source="api")
     return {"session": session_id, "mode": body.mode, "operator": body.operator, "by": supervisor,
             "follow": body.follow}
@@ -68,7 +58,7 @@ async def _controlled(request: Request, who: Who, session_id: int) -> tuple[Stor
         with store.transaction() as session:
             check_controls_session(session, *who.viewer, session_id)
         return node_of_request(store, settings, session_id=session_id)
-    return store, _switch(request, await asyncio.to_thread(check))
+    return store, switch_of_node(request, await asyncio.to_thread(check))
 
 
 @router.patch("/{session_id}", response_model=ModeChange, summary="Switch a live session's mode")

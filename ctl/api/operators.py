@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
 
 from ctl.api.auth import Caller, caller
-from ctl.api.schemas import OperatorOut
+from ctl.api.schemas import OperatorOut, StatusChange, StatusOut
+from ctl.config import Settings
+from ctl.services.operators import set_status_by_hand
 from ctl.services.visibility import operator_visible, operators_visible
 from ctl.store.engine import Store
 
@@ -35,3 +37,19 @@ async def get_operator(request: Request, who: Who, extension: Extension) -> Oper
         with store.transaction() as session:
             return OperatorOut.model_validate(operator_visible(session, *who.viewer, extension))
     return await asyncio.to_thread(read)
+
+
+@router.put("/{extension}/status", response_model=StatusOut,
+            summary="Set a status by hand: available, break or dnd (others' only for supervisors and admins)")
+async def set_status(request: Request, who: Who, extension: Extension, body: StatusChange) -> dict[str, Any]:
+    store: Store = request.app.state.store
+    settings: Settings = request.app.state.settings
+    by = who.acting(body.by)
+
+    def write() -> dict[str, Any]:
+        with store.transaction() as session:
+            person, changed = set_status_by_hand(session, settings.operators, extension, body.status, body.reason,
+                                                 by, source="api")
+            return {"extension": person.extension, "status": person.status, "reason": person.status_reason,
+                    "since": person.status_changed_at, "changed": changed}
+    return await asyncio.to_thread(write)

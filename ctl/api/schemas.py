@@ -106,3 +106,51 @@ class ModeChange(BaseModel):
 class SessionStopped(BaseModel):
     session: int
     end_reason: str
+
+
+class StatusChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["available", "break", "dnd"]
+    reason: str | None = Field(None, max_length=200, description="a pause reason ([operators] pause_reasons)")
+    by: str | None = Field(None, pattern=r"^[0-9]{2,10}$", description="who sets it (local socket only)")
+
+
+class StatusOut(BaseModel):
+    extension: str
+    status: str
+    reason: str | None
+    since: datetime
+    changed: bool
+
+
+class CallRequest(BaseModel):
+    """Click-to-call: ring the operator; on answer, dial the client and bridge them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    operator: str = Field(pattern=r"^[0-9]{2,10}$")
+    to: str = Field(min_length=1, max_length=40, description="the client's number")
+    project: str | None = Field(None, max_length=100)
+
+
+class CallPlaced(BaseModel):
+    id: int
+    pbx_call_id: str
+    operator: str
+    client: str
+    state: str
+
+
+class RecordingStarted(BaseModel):
+    call: int
+    state: str
+    already: bool
+    path: str
+    since: datetime | None
+
+
+class RecordingChanged(BaseModel):
+    call: int
+    state: str
+    changed: bool

@@ -195,6 +195,9 @@ class AsteriskSwitch:
     def subscribe(self, handler: EventHandler) -> None:
         self._events.subscribe(handler)
 
+    def unsubscribe(self, handler: EventHandler) -> None:
+        self._events.unsubscribe(handler)
+
     def _on_message(self, manager: Any, message: Mapping[str, object]) -> None:
         name = message.get("Event")
         uniqueid = message.get("Uniqueid")

@@ -56,6 +56,9 @@ class FreeswitchSwitch:
     def subscribe(self, handler: EventHandler) -> None:
         self._events.subscribe(handler)
 
+    def unsubscribe(self, handler: EventHandler) -> None:
+        self._events.unsubscribe(handler)
+
     def _on_event(self, event: EventData) -> None:
         headers = event.headers
         if event.name == "BACKGROUND_JOB":

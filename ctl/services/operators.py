@@ -63,7 +63,7 @@ def latest_change(session: Session, operator_id: int, to_status: str | None = No
 
 
 def set_status_by_hand(session: Session, settings: OperatorSettings, extension: str, status: str,
-                       reason: str | None, by: str | None) -> tuple[Operator, bool]:
+                       reason: str | None, by: str | None, source: str = "cli") -> tuple[Operator, bool]:
     """`ctl operator status`: available, break or dnd, with a reason from the configured list."""
     status = status.lower().replace("-", "_")
     if status not in MANUAL_STATUSES:
@@ -81,7 +81,7 @@ def set_status_by_hand(session: Session, settings: OperatorSettings, extension: 
         setter = get_operator(session, by)
         if setter.role not in STATUS_SETTERS:
             raise Forbidden(f"{by} ({setter.role}) may not set another person's status")
-    changed = record_status(session, operator, status, reason, "cli", by or extension)
+    changed = record_status(session, operator, status, reason, source, by or extension)
     return operator, changed is not None
 
 

@@ -45,6 +45,7 @@ from ctl.services.security import Foreign, record_unauthorised
 from ctl.store import queries
 from ctl.store.engine import Store
 from ctl.store.models import Call, MonitorSession, Project, Recording, RecordingPause
+from ctl.store.outbox import recording_state_changed
 from ctl.switch import Switch
 
 log = logging.getLogger("ctl.recording")
@@ -225,7 +226,8 @@ def check_recording_start(store: Store, settings: Settings, node: str, call_id: 
     return checked if isinstance(checked, StartResult) else None
 
 
-async def start_recording(store: Store, switch: Switch, settings: Settings, call_id: int) -> StartResult:
+async def start_recording(store: Store, switch: Switch, settings: Settings, call_id: int,
+                          source: str = "cli") -> StartResult:
     """Record the call now (its client leg, else its first): every check first; on any failure
     the store is left as it was."""
     checked = _check_start(store, settings, switch.node, call_id)
@@ -238,7 +240,7 @@ async def start_recording(store: Store, switch: Switch, settings: Settings, call
     if leg is None:
         raise CallEnded(f"call {call_id} is not in progress: the PBX has no channel of it")
     with store.transaction() as session:
-        claimed = claim(session, settings, get_call(session, call_id), leg, "cli")
+        claimed = claim(session, settings, get_call(session, call_id), leg, source)
     if isinstance(claimed, StartResult):
         return claimed
 
@@ -247,39 +249,45 @@ async def start_recording(store: Store, switch: Switch, settings: Settings, call
             started.set_result(event.at)
 
     switch.subscribe(on_event)
-    try:
-        await switch.record_start(claimed.channel_id, claimed.options)
-    except SwitchError:
-        _drop_claim(store, claimed.recording_id)
-        raise
-    if not await _wait_file(Path(claimed.path), FILE_APPEAR_TIMEOUT):
+    try:  # a long-lived switch (serve's) must not keep the handler
         try:
-            await switch.record_stop(claimed.channel_id)
+            await switch.record_start(claimed.channel_id, claimed.options)
         except SwitchError:
-            pass
-        _drop_claim(store, claimed.recording_id)
-        raise StorageError(f"the PBX did not create {claimed.options.path}: is "
-                           f"{settings.recording.pbx_root} writable by Asterisk, and [recording] "
-                           f"directory ({settings.recording.directory}) the same place?")
-    try:
-        at = await asyncio.wait_for(asyncio.shield(started), 2.0)
-    except TimeoutError:
-        at = _now()
-    with store.transaction() as session:
-        row = session.get(Recording, claimed.recording_id)
-        assert row is not None
-        mark_started(session, row, at)
-        return StartResult(call_id, row.id, False, row.state, row.path, row.started_at)
+            _drop_claim(store, claimed.recording_id)
+            raise
+        if not await _wait_file(Path(claimed.path), FILE_APPEAR_TIMEOUT):
+            try:
+                await switch.record_stop(claimed.channel_id)
+            except SwitchError:
+                pass
+            _drop_claim(store, claimed.recording_id)
+            raise StorageError(f"the PBX did not create {claimed.options.path}: is "
+                               f"{settings.recording.pbx_root} writable by Asterisk, and [recording] "
+                               f"directory ({settings.recording.directory}) the same place?")
+        try:
+            at = await asyncio.wait_for(asyncio.shield(started), 2.0)
+        except TimeoutError:
+            at = _now()
+        with store.transaction() as session:
+            row = session.get(Recording, claimed.recording_id)
+            assert row is not None
+            mark_started(session, row, at)
+            return StartResult(call_id, row.id, False, row.state, row.path, row.started_at)
+    finally:
+        switch.unsubscribe(on_event)
 
 
 def _transition(session: Session, row: Recording, from_states: tuple[str, ...], to_state: str,
                 **values: object) -> bool:
     """Compare-and-set on the row's state, so that the CLI and ctl serve reporting the same
     change at the same instant apply it once (a read-then-write would apply it twice)."""
+    before = row.state
     result = session.execute(update(Recording).where(Recording.id == row.id, Recording.state.in_(from_states))
                              .values(state=to_state, **values).execution_options(synchronize_session=False))
     changed = bool(getattr(result, "rowcount", 0))
     session.refresh(row)
+    if changed:
+        recording_state_changed(session, row, before)  # an UPDATE statement: the flush hook does not see it
     return changed
 
 

@@ -29,6 +29,7 @@ from ctl.services.directory import get_operator, get_project
 from ctl.services.operators import check_dialable
 from ctl.store.engine import Store
 from ctl.store.models import TASK_STATES, Call, Operator, Project, Task
+from ctl.store.outbox import task_placed
 from ctl.switch import Switch
 from ctl.validation import check_text, normalise_number
 
@@ -240,6 +241,8 @@ class TaskScheduler:
                                                  placed_to_id=person.id, call_id=None)
                                          .execution_options(synchronize_session=False))
                 if getattr(result, "rowcount", 0) == 1:
+                    session.refresh(task)
+                    task_placed(session, task)  # an UPDATE statement: the flush hook does not see it
                     taken.add(person.id)
                     claimed.append((task.id, person.id))
                     self._waiting_logged.discard(task.id)

@@ -75,3 +75,20 @@ def check_controls_session(session: Session, actor_role: str | None, actor_exten
         raise NotFound(f"no monitor session {session_id}")
     if row.supervisor is None or row.supervisor.extension != actor_extension:
         raise Forbidden(f"monitor session {session_id} is another supervisor's")
+
+
+def check_places_call(viewer_role: str | None, viewer_extension: str | None, operator_extension: str) -> None:
+    """An operator places calls from their own phone; the team for anyone."""
+    if not sees_team(viewer_role) and viewer_extension != operator_extension:
+        raise Forbidden(f"{viewer_extension} may place calls only from their own phone, not {operator_extension}'s")
+
+
+def check_controls_recording(session: Session, viewer_role: str | None, viewer_extension: str | None,
+                             call_id: int, pause_only: bool) -> None:
+    """The team starts, stops, pauses and resumes any call's recording; an operator only
+    pauses and resumes their own call's (as with the in-call code)."""
+    if sees_team(viewer_role):
+        return
+    call, _ = call_visible(session, viewer_role, viewer_extension, call_id)
+    if not pause_only:
+        raise Forbidden(f"{viewer_extension} may pause and resume their call's recording, not start or stop it")

@@ -83,14 +83,19 @@ def _mode(session: Session, change: MonitorModeChange) -> list[Row]:
                    source=change.source)]
 
 
-_RECORDING_KINDS = {("starting", "recording"): "recording.started", ("recording", "paused"): "recording.paused",
-                    ("paused", "recording"): "recording.resumed"}
+_RECORDING_KINDS: dict[tuple[str | None, str], str] = {
+    ("starting", "recording"): "recording.started",
+    ("recording", "paused"): "recording.paused",
+    ("paused", "recording"): "recording.resumed",
+}
 
 
 def _recording(session: Session, row: Recording) -> list[Row]:
     changed, old, state = _change(row, "state")
-    if not changed:
-        return []
+    return _recording_event(session, row, old, state) if changed else []
+
+
+def _recording_event(session: Session, row: Recording, old: str | None, state: str) -> list[Row]:
     if state == "stopped":
         kind = "recording.stopped" if row.complete else "recording.incomplete"
     elif state == "failed":
@@ -148,6 +153,22 @@ def record_changes(session: Session, _flush: UOWTransaction) -> None:
             rows += _task(session, obj, new=False)
     if rows:
         session.connection().execute(insert(EventRecord), rows)
+
+
+def recording_state_changed(session: Session, row: Recording, old: str) -> None:
+    """For a compare-and-set done with an UPDATE statement, which the flush hook does not see."""
+    rows = _recording_event(session, row, old, row.state)
+    if rows:
+        session.connection().execute(insert(EventRecord), rows)
+
+
+def task_placed(session: Session, task: Task) -> None:
+    """For the claim of a due task done with an UPDATE statement (TaskScheduler)."""
+    base = {"task": task.id, "number": task.number, "assignee": _extension(session, task.assignee_id),
+            "due_at": task.due_at.isoformat() if task.due_at else None}
+    session.connection().execute(insert(EventRecord), [_event("task.placed", None, task.call_id, task.assignee_id,
+                                                              placed_to=_extension(session, task.placed_to_id),
+                                                              **base)])
 
 
 def record_event(session: Session, kind: str, node: str | None, **data: Any) -> None:

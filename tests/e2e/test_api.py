@@ -80,6 +80,11 @@ def test_a_client_following_events_sees_the_call_and_the_monitor_across_a_restar
         assert changed.status_code == 200, changed.text
         mode = follower.wait("monitor.mode")
         assert mode["data"]["mode"] == "whisper" and mode["data"]["source"] == "api"
+        # The policy recorded the call; the API pauses it like the CLI (the same use case).
+        follower.wait("recording.started")
+        paused = httpx.post(f"{base}/calls/{call_id}/recording/pause", headers=auth)
+        assert paused.status_code == 200 and paused.json() == {"call": call_id, "state": "paused", "changed": True}
+        follower.wait("recording.paused")
         order = follower.kinds()
         assert order.index("call.bridged") < order.index("monitor.started") < order.index("monitor.attached") \
             < order.index("monitor.mode")

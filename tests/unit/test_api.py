@@ -237,3 +237,47 @@ async def test_the_local_socket_names_the_supervisor_with_by(local: httpx.AsyncC
                                                              people: dict[str, str]) -> None:
     reply = await local.post("/api/v1/monitor/sessions", json={"operator": "101", "mode": "listen"})
     assert reply.status_code == 422 and "by" in reply.json()["detail"]
+
+
+async def test_statuses_by_hand_follow_the_cli_rules(live: httpx.AsyncClient, people: dict[str, str],
+                                                     store: Store) -> None:
+    mine = await live.put("/api/v1/operators/101/status", json={"status": "break", "reason": "lunch"},
+                          headers=bearer(people["101"]))
+    assert mine.status_code == 200, mine.text
+    assert (mine.json()["status"], mine.json()["reason"], mine.json()["changed"]) == ("break", "lunch", True)
+    others = await live.put("/api/v1/operators/102/status", json={"status": "dnd"}, headers=bearer(people["101"]))
+    assert others.status_code == 403
+    by_supervisor = await live.put("/api/v1/operators/102/status", json={"status": "available"},
+                                   headers=bearer(people["200"]))
+    assert by_supervisor.status_code == 200 and by_supervisor.json()["status"] == "available"
+    bad = await live.put("/api/v1/operators/101/status", json={"status": "break", "reason": "nap"},
+                         headers=bearer(people["101"]))
+    assert bad.status_code == 422 and "pause reason" in bad.json()["detail"]
+    with store.transaction() as session:
+        from ctl.services.operators import status_history
+
+        assert [c.source for c in status_history(session, "102")][:1] == ["api"]
+
+
+async def test_placing_a_call_and_controlling_its_recording(live: httpx.AsyncClient, people: dict[str, str],
+                                                            store: Store, pbx: FakeSwitch) -> None:
+    placed = await live.post("/api/v1/calls", json={"operator": "101", "to": "+7 999 123-45-67"},
+                             headers=bearer(people["101"]))
+    assert placed.status_code == 201, placed.text
+    assert placed.json()["client"] == "+79991234567" and placed.json()["operator"] == "101"
+    assert pbx.originated[-1].channel == "PJSIP/101"
+    for_another = await live.post("/api/v1/calls", json={"operator": "102", "to": "79991234567"},
+                                  headers=bearer(people["101"]))
+    assert for_another.status_code == 403 and not [o for o in pbx.originated if o.channel == "PJSIP/102"]
+    blank = await live.post("/api/v1/calls", json={"operator": "101", "to": "call me"}, headers=bearer(people["101"]))
+    assert blank.status_code == 422
+    call_id = _bridged_call(store, "101", "one")
+    # An operator pauses their own call's recording (none here: not found), never starts or stops one.
+    assert (await live.post(f"/api/v1/calls/{call_id}/recording", headers=bearer(people["101"]))).status_code == 403
+    assert (await live.delete(f"/api/v1/calls/{call_id}/recording", headers=bearer(people["101"]))).status_code == 403
+    paused = await live.post(f"/api/v1/calls/{call_id}/recording/pause", headers=bearer(people["101"]))
+    assert paused.status_code == 404 and paused.json()["kind"] == "not_found"
+    assert (await live.post(f"/api/v1/calls/{call_id}/recording/pause",
+                            headers=bearer(people["102"]))).status_code == 404  # not their call
+    assert (await live.post(f"/api/v1/calls/{call_id}/recording/louder",
+                            headers=bearer(people["200"]))).status_code == 422

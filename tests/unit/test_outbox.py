@@ -103,3 +103,26 @@ def test_events_past_their_retention_are_purged(staff: Store) -> None:
         assert purge_events(session, datetime.now(UTC), 7) == 0
         assert purge_events(session, datetime.now(UTC) + timedelta(days=8), 7) >= 1
     assert _kinds(staff) == []
+
+
+def test_compare_and_set_changes_of_a_recording_are_published_too(staff: Store) -> None:
+    """mark_started / mark_paused change the row with an UPDATE statement, which the flush
+    hook cannot see: they publish themselves."""
+    from ctl.services.recording import mark_paused, mark_started
+
+    with staff.transaction() as session:
+        operator = session.query(Operator).filter_by(extension="101").one()
+        call = Call(node="asterisk", pbx_call_id="y", direction="inbound", state="bridged", operator_id=operator.id)
+        session.add(call)
+        session.flush()
+        session.add(Recording(call_id=call.id, node="asterisk", channel_id="c", channel_name="PJSIP/c-1",
+                              path="/r/b.wav", pbx_path="/r/b.wav", source="cli"))
+    with staff.transaction() as session:
+        row = session.query(Recording).one()
+        assert mark_started(session, row, NOW)
+        assert not mark_started(session, row, NOW)  # applied once, published once
+    with staff.transaction() as session:
+        mark_paused(session, session.query(Recording).one(), True, NOW, "cli")
+    kinds = [k for k in _kinds(staff) if k.startswith("recording.")]
+    assert kinds == ["recording.started", "recording.paused"]
+    assert [k for k in _kinds(staff, "operator", "101") if k.startswith("recording.")] == kinds
