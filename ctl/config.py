@@ -181,6 +181,17 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class WebhookSettings:
+    # Tries of one delivery before it is given up (listed by `ctl webhook deliveries --failed`).
+    max_attempts: int = 8
+    # Seconds a receiver has to answer; then the first retry after backoff_seconds, doubling
+    # up to backoff_max_seconds.
+    timeout_seconds: float = 5.0
+    backoff_seconds: float = 1.0
+    backoff_max_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = "info"
     format: str = "json"
@@ -197,6 +208,7 @@ class Settings:
     operators: OperatorSettings = field(default_factory=OperatorSettings)
     tasks: TaskSettings = field(default_factory=TaskSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     log: LogSettings = field(default_factory=LogSettings)
     source: str = "defaults"
 
@@ -211,6 +223,7 @@ SECTIONS: dict[str, type[Any]] = {
     "operators": OperatorSettings,
     "tasks": TaskSettings,
     "api": ApiSettings,
+    "webhooks": WebhookSettings,
     "log": LogSettings,
 }
 
@@ -362,6 +375,11 @@ def _check_values(settings: Settings) -> None:
         ipaddress.ip_address(api.host)
     except ValueError:
         raise ConfigError(f"[api] host: expected an IP address to listen on, got {api.host!r}") from None
+    hooks = settings.webhooks
+    if not 1 <= hooks.max_attempts <= 100 or not 0.1 <= hooks.timeout_seconds <= 120 \
+            or not 0.01 <= hooks.backoff_seconds <= hooks.backoff_max_seconds <= 86400:
+        raise ConfigError("[webhooks]: max_attempts 1-100, timeout_seconds 0.1-120, "
+                          "backoff_seconds <= backoff_max_seconds <= 86400")
     if not 1 <= api.events_retention_days <= 3650:
         raise ConfigError(f"[api] events_retention_days: expected 1-3650, got {api.events_retention_days}")
     if not api.socket or any(ch in api.socket for ch in "\x00\r\n") or len(api.socket.encode()) > 100:

@@ -26,6 +26,7 @@ from ctl.services.operators import StatusTracker
 from ctl.services.queues import QueueSync
 from ctl.services.recording import RecordingTracker
 from ctl.services.tasks import TaskScheduler
+from ctl.services.webhooks import WebhookSender
 from ctl.store.engine import Store, safe_url
 from ctl.switch import Switch
 
@@ -143,6 +144,8 @@ async def serve(settings: Settings) -> None:
     runners = [loop.create_task(stack.switch.run(), name=f"ctl-{stack.switch.node}") for stack in stacks]
     stopper = loop.create_task(stop.wait())
     ticker = loop.create_task(_every_second(stacks, tasks, store, settings), name="ctl-ticker")
+    webhooks = WebhookSender(store, settings.webhooks)
+    sender = loop.create_task(webhooks.run(), name="ctl-webhooks")
     try:
         done, _ = await asyncio.wait({*runners, stopper, ticker}, return_when=asyncio.FIRST_COMPLETED)
         for finished in (*runners, ticker):
@@ -156,9 +159,10 @@ async def serve(settings: Settings) -> None:
             await stack.feature_codes.close()
             await stack.switch.close()
             await stack.recordings.wait_idle()
-        for pending in (*runners, stopper, ticker):
+        for pending in (*runners, stopper, ticker, sender):
             pending.cancel()
-        await asyncio.gather(*runners, stopper, ticker, return_exceptions=True)
+        await asyncio.gather(*runners, stopper, ticker, sender, return_exceptions=True)
+        await webhooks.close()
         store.dispose()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

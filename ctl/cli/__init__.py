@@ -26,6 +26,7 @@ from ctl.cli.report import report
 from ctl.cli.serve import serve
 from ctl.cli.task import task
 from ctl.cli.token import token
+from ctl.cli.webhook import webhook
 
 __all__ = ["ID", "AppContext", "CtlGroup", "cli", "main"]
 
@@ -42,7 +43,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
     ctx.obj = AppContext(config_path)
 
 
-for _command in (db, serve, operator, project, call, monitor, task, blacklist, record, report, token):
+for _command in (db, serve, operator, project, call, monitor, task, blacklist, record, report, token, webhook):
     cli.add_command(_command)
 
 

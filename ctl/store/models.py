@@ -427,3 +427,42 @@ class EventRecord(Base):
     # The operator the event is about: an operator's token sees only their own events.
     operator_id: Mapped[int | None] = mapped_column(Integer)
     data: Mapped[str] = mapped_column(Text)  # JSON
+
+
+WEBHOOK_DELIVERY_STATES = ("pending", "delivered", "failed")
+
+
+class Webhook(Base):
+    """A receiver of the event stream: each matching event POSTed, signed, at least once and
+    in order."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    url: Mapped[str] = mapped_column(String(500))
+    events: Mapped[str] = mapped_column(String(500))  # comma-separated kinds or prefixes such as call.*
+    # The HMAC-SHA256 key of the signature header: kept as given (the receiver holds it too).
+    secret: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The last event looked at: every later event is delivered or queued in order.
+    cursor: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class WebhookDelivery(Base):
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(_in("state", WEBHOOK_DELIVERY_STATES), name="state"),
+        UniqueConstraint("webhook_id", "event_id"),
+        Index("ix_webhook_deliveries_pending", "webhook_id", "state", "event_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    delivered_at: Mapped[datetime | None]

@@ -4,12 +4,17 @@ of serve it reconnects with Last-Event-ID and misses nothing."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import socket
 import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sip_peers import free_port
 
 from tests.conftest import wait_for
 from tests.e2e.conftest import CtlRunner, Phones, Sandbox, Serve
@@ -54,9 +59,43 @@ class Follower:
         return next(event for event in self.events if event["event"] == kind)
 
 
+class WebhookReceiver:
+    """A receiver on loopback that records each POST (headers, raw body)."""
+
+    def __init__(self, port: int) -> None:
+        self.posts: list[tuple[dict[str, str], bytes]] = []
+        posts = self.posts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                posts.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def kinds(self) -> list[str]:
+        return [headers["x-ctl-event"] for headers, _ in self.posts]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def test_a_client_following_events_sees_the_call_and_the_monitor_across_a_restart(
         ctl: CtlRunner, phones: Phones, asterisk: Sandbox, tmp_path: Path) -> None:
     token = ctl.json("token", "create", "200", "--name", "e2e")["token"]
+    # A webhook whose receiver is down at first: it gets everything once it is up.
+    hook_port = free_port(socket.SOCK_STREAM)
+    secret = "e2e-webhook-secret-0123"
+    ctl.run("webhook", "add", f"http://127.0.0.1:{hook_port}/hook", "--events", "call.*,monitor.*",
+            "--secret", secret)
+    ctl = CtlRunner({**ctl.env, "CTL_WEBHOOKS_BACKOFF_MAX_SECONDS": "2"}, ctl.url)
     base = f"http://127.0.0.1:{ctl.env['CTL_API_PORT']}/api/v1"
     auth = {"Authorization": f"Bearer {token}"}
     phones.phone("101", "answer", hold_ms=120_000)
@@ -88,6 +127,17 @@ def test_a_client_following_events_sees_the_call_and_the_monitor_across_a_restar
         order = follower.kinds()
         assert order.index("call.bridged") < order.index("monitor.started") < order.index("monitor.attached") \
             < order.index("monitor.mode")
+        receiver = WebhookReceiver(hook_port)
+        try:
+            wait_for(lambda: "monitor.mode" in receiver.kinds(), 30, message="the webhook to catch up")
+            hooked = [k for k in follower.kinds() if k.startswith(("call.", "monitor."))]
+            assert receiver.kinds()[:len(hooked)] == hooked  # the same events, in the same order
+            for headers, body in receiver.posts:
+                digest = hmac.new(secret.encode(), headers["x-ctl-timestamp"].encode() + b"." + body, hashlib.sha256)
+                assert headers["x-ctl-signature"] == "sha256=" + digest.hexdigest()
+                assert json.loads(body)["id"] == int(headers["x-ctl-event-id"])
+        finally:
+            receiver.close()
         # serve stops; the call ends while it is down; the client comes back after the restart.
         assert serve.stop() == 0
         assert follower.ended.wait(15), "the stream did not end with serve"

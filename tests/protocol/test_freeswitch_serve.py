@@ -33,7 +33,7 @@ def _free_port() -> int:
     return free_port(socket.SOCK_STREAM)
 
 
-async def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> None:
+async def wait_until(condition: Callable[[], object], timeout: float = 20.0) -> None:
     async def poll() -> None:
         while not condition():
             await asyncio.sleep(0.02)

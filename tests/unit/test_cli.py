@@ -295,3 +295,18 @@ def test_tokens_are_shown_once_listed_without_the_secret_and_revoked(run) -> Non
     bad = run("token", "create", "200", "--expires", "forever")
     assert bad.exit_code == 2 and "--expires" in bad.output
     assert run("token", "create", "999").exit_code == 4
+
+
+def test_webhooks_are_added_listed_without_their_secret_and_removed(run) -> None:  # type: ignore[no-untyped-def]
+    added = json.loads(run("webhook", "add", "https://crm.example/ctl", "--events", "call.*,monitor.*",
+                           "--json").output)
+    assert added["id"] == 1 and added["events"] == "call.*,monitor.*" and len(added["secret"]) >= 32
+    given = run("webhook", "add", "http://127.0.0.1:9/x", "--secret", "0123456789abcdef")
+    assert given.exit_code == 0 and "shown once" not in given.output
+    listed = run("webhook", "list").output
+    assert "crm.example" in listed and added["secret"] not in listed
+    assert run("webhook", "deliveries", "--failed").output.strip() == "(none)"
+    assert "removed webhook 1" in run("webhook", "remove", "1").output
+    assert run("webhook", "remove", "1").exit_code == 4
+    bad = run("webhook", "add", "gopher://x", "--events", "*")
+    assert bad.exit_code == 2 and "http://" in bad.output
