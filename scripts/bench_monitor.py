@@ -7,6 +7,8 @@ phone answering after --ring-ms, it alternates (side by side, same conditions):
   bare     AMI Originate PJSIP/200 → Application ChanSpy(<exact channel>,q)
   service  ctl's monitoring service in process (rules, store row, PBX snapshot, originate)
   cli      `ctl monitor listen 101 --by 200` as a user runs it (process start included)
+  api      POST /api/v1/monitor/sessions to the running `ctl serve` (a kept-alive
+           connection, a supervisor's bearer token), as an application or the board does
 
 and prints the median and spread of each and their ratios to bare. Each attempt
 ends the spy before the next. Run after scripts/setup:
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -157,15 +160,28 @@ def main() -> int:
             asyncio.run(listen())
             return watcher.wait_start(started) - started
 
+        import httpx
+
+        token = json.loads(subprocess.run([CTL, "token", "create", "200", "--json"], env=env, check=True,
+                                          capture_output=True, text=True).stdout)["token"]
+        http = httpx.Client(base_url=f"http://127.0.0.1:{env['CTL_API_PORT']}/api/v1",
+                            headers={"Authorization": f"Bearer {token}"})
+        http.get("/health").raise_for_status()  # the connection is open before the first measure
+
+        def api() -> float:
+            started = time.perf_counter()
+            http.post("/monitor/sessions", json={"operator": "101", "mode": "listen"}).raise_for_status()
+            return watcher.wait_start(started) - started
+
         def cli() -> float:
             started = time.perf_counter()
             subprocess.run([CTL, "monitor", "listen", "101", "--by", "200"], env=env, check=True,
                            capture_output=True)
             return watcher.wait_start(started) - started
 
-        results: dict[str, list[float]] = {"bare": [], "service": [], "cli": []}
+        results: dict[str, list[float]] = {"bare": [], "service": [], "api": [], "cli": []}
         for _ in range(args.rounds):
-            for name, attempt in (("bare", bare), ("service", service), ("cli", cli)):
+            for name, attempt in (("bare", bare), ("service", service), ("api", api), ("cli", cli)):
                 results[name].append(attempt())
                 end_spy()
         base = statistics.median(results["bare"])

@@ -7,11 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ctl import __version__
 from ctl.api import calls, events, monitor, operators
 from ctl.api.auth import Caller, caller
-from ctl.api.problems import PROBLEM_RESPONSES, ctl_error, invalid_request
+from ctl.api.problems import PROBLEM_RESPONSES, ctl_error, http_error, invalid_request
 from ctl.api.schemas import Health, Problem
 from ctl.config import Settings
 from ctl.errors import CtlError
@@ -30,6 +31,7 @@ def create_app(store: Store, settings: Settings, switches: Mapping[str, Switch])
     app.state.switches = dict(switches)
     app.add_exception_handler(CtlError, ctl_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
     api = APIRouter(prefix=PREFIX)
     api.include_router(operators.router)

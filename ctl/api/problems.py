@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ctl import errors
 
@@ -28,9 +29,9 @@ _STATUS: list[tuple[type[errors.CtlError], int]] = [
     (errors.ActionTimeout, 504),
     (errors.SwitchError, 502),
 ]
-_TITLES = {401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 409: "Conflict", 422: "Unprocessable Content",
-           500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout",
-           507: "Insufficient Storage"}
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           409: "Conflict", 422: "Unprocessable Content", 500: "Internal Server Error", 502: "Bad Gateway",
+           503: "Service Unavailable", 504: "Gateway Timeout", 507: "Insufficient Storage"}
 
 
 def status_of(error: errors.CtlError) -> int:
@@ -63,7 +64,20 @@ async def invalid_request(_request: Request, error: Exception) -> JSONResponse:
     return problem(422, "invalid", detail, errors=fields)
 
 
+_HTTP_KINDS = {400: "invalid", 404: "not_found", 405: "method_not_allowed"}
+
+
+async def http_error(_request: Request, error: Exception) -> JSONResponse:
+    """Starlette's own refusals (a body that is not JSON, an unknown path or method) as problems too."""
+    assert isinstance(error, StarletteHTTPException)
+    detail = error.detail if isinstance(error.detail, str) else "request refused"
+    response = problem(error.status_code, _HTTP_KINDS.get(error.status_code, "error"), detail)
+    for name, value in (error.headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": title, "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-    for status, title in _TITLES.items() if status in (401, 403, 404, 409, 422, 502, 503)
+    for status, title in _TITLES.items() if status in (400, 401, 403, 404, 409, 422, 502, 503, 504)
 }

@@ -281,3 +281,14 @@ async def test_placing_a_call_and_controlling_its_recording(live: httpx.AsyncCli
                             headers=bearer(people["102"]))).status_code == 404  # not their call
     assert (await live.post(f"/api/v1/calls/{call_id}/recording/louder",
                             headers=bearer(people["200"]))).status_code == 422
+
+
+async def test_a_body_that_is_not_json_and_an_unknown_path_are_problems_too(client: httpx.AsyncClient,
+                                                                            people: dict[str, str]) -> None:
+    broken = await client.put("/api/v1/operators/101/status", content=b"{not json",
+                              headers={**bearer(people["101"]), "Content-Type": "application/json"})
+    assert broken.status_code in (400, 422) and broken.headers["content-type"] == "application/problem+json"
+    unknown = await client.get("/api/v1/nothing-here", headers=bearer(people["200"]))
+    assert unknown.status_code == 404 and unknown.json()["kind"] == "not_found"
+    wrong = await client.delete("/api/v1/operators", headers=bearer(people["200"]))
+    assert wrong.status_code == 405 and wrong.json()["kind"] == "method_not_allowed"
