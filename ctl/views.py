@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ctl.store.models import Call, MonitorSession, Operator, Recording
+from ctl.store.models import Call, MonitorSession, Operator, Project, Recording
 
 
 def operator_row(operator: Operator) -> dict[str, Any]:
@@ -84,4 +84,23 @@ def call_card_row(call: Call, recording: Recording | None) -> dict[str, Any]:
         row.update({"recording": details["path"], "recording_state": details["state"],
                     "recording_complete": details["complete"], "recording_duration_s": details["duration_s"],
                     "recording_pauses": len(details["pauses"])})
+    return row
+
+
+def project_row(project: Project, full: bool = False) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "name": project.name,
+        "members": [m.extension for m in project.members],
+        "result_codes": [r.code for r in project.result_codes],
+        "recording": project.recording_policy,
+        "stereo": project.recording_stereo,
+        "record_supervisor": project.recording_supervisor,
+        "queue": project.queue,
+        "wrapup_seconds": project.wrapup_seconds,
+    }
+    if full:
+        row["result_codes"] = [{"code": r.code, "label": r.label, "successful": r.successful}
+                               for r in project.result_codes]
+        row["script"] = project.script
+        row["created_at"] = project.created_at
     return row

@@ -9,12 +9,30 @@ from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from ctl.api.auth import Caller, caller
 from ctl.api.pbx import switch_of_node
-from ctl.api.schemas import CallDetail, CallOut, CallPlaced, CallRequest, RecordingChanged, RecordingStarted
+from ctl.api.schemas import (
+    CallDetail,
+    CallOut,
+    CallPlaced,
+    CallRequest,
+    CommentRequest,
+    RecordingChanged,
+    RecordingStarted,
+    ResultRequest,
+    ResultSaved,
+    ReviewRequest,
+)
 from ctl.config import Settings
 from ctl.pbx import node_of_request
-from ctl.services.calls import place_bridge_call
+from ctl.services.calls import place_bridge_call, save_result, set_comment, set_review
 from ctl.services.recording import set_recording_paused, start_recording, stop_recording
-from ctl.services.visibility import call_visible, calls_visible, check_controls_recording, check_places_call
+from ctl.services.visibility import (
+    call_visible,
+    calls_visible,
+    check_controls_recording,
+    check_places_call,
+    check_team,
+    check_works_on_call,
+)
 from ctl.store.engine import Store
 from ctl.switch import Switch
 from ctl.views import call_card_row, call_row
@@ -97,3 +115,41 @@ async def pause_record(request: Request, who: Who, call_id: CallId,
     switch = await _recording_switch(request, who, call_id, pause_only=True)
     result = await set_recording_paused(request.app.state.store, switch, call_id, action == "pause", source="api")
     return {"call": call_id, "state": result.state, "changed": result.changed}
+
+
+@router.post("/{call_id}/result", response_model=ResultSaved,
+             summary="Save the call's result (a code of its project), ending the operator's wrap-up")
+async def save(request: Request, who: Who, call_id: CallId, body: ResultRequest) -> dict[str, Any]:
+    store: Store = request.app.state.store
+
+    def write() -> dict[str, Any]:
+        with store.transaction() as session:
+            check_works_on_call(session, *who.viewer, call_id)
+            saved = save_result(session, call_id, body.code, body.comment)
+            return {"call": saved.call_id, "code": saved.code, "label": saved.label, "successful": saved.successful,
+                    "operator": saved.operator, "operator_status": saved.operator_status}
+    return await asyncio.to_thread(write)
+
+
+@router.put("/{call_id}/comment", response_model=CommentRequest, summary="Set or clear the call's comment")
+async def comment(request: Request, who: Who, call_id: CallId, body: CommentRequest) -> dict[str, Any]:
+    store: Store = request.app.state.store
+
+    def write() -> None:
+        with store.transaction() as session:
+            check_works_on_call(session, *who.viewer, call_id)
+            set_comment(session, call_id, body.comment or None)
+    await asyncio.to_thread(write)
+    return {"comment": body.comment or None}
+
+
+@router.put("/{call_id}/review", response_model=ReviewRequest, summary="Flag the call for review, or clear the flag")
+async def review(request: Request, who: Who, call_id: CallId, body: ReviewRequest) -> dict[str, Any]:
+    store: Store = request.app.state.store
+    check_team(who.viewer[0], "flag calls for review")
+
+    def write() -> None:
+        with store.transaction() as session:
+            set_review(session, call_id, body.review)
+    await asyncio.to_thread(write)
+    return {"review": body.review}

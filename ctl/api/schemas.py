@@ -154,3 +154,84 @@ class RecordingChanged(BaseModel):
     call: int
     state: str
     changed: bool
+
+
+class ProjectOut(BaseModel):
+    name: str
+    members: list[str]
+    result_codes: list[str]
+    recording: str
+    stereo: bool | None
+    record_supervisor: bool
+    queue: str | None
+    wrapup_seconds: int | None
+
+
+class ResultCodeOut(BaseModel):
+    code: str
+    label: str
+    successful: bool
+
+
+class ProjectDetail(BaseModel):
+    name: str
+    members: list[str]
+    result_codes: list[ResultCodeOut]
+    recording: str
+    stereo: bool | None
+    record_supervisor: bool
+    queue: str | None
+    wrapup_seconds: int | None
+    script: str
+    created_at: datetime
+
+
+class ResultRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(min_length=1, max_length=64)
+    comment: str | None = Field(None, max_length=4000)
+
+
+class ResultSaved(BaseModel):
+    call: int
+    code: str
+    label: str
+    successful: bool
+    operator: str | None
+    operator_status: str | None
+
+
+class CommentRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    comment: str | None = Field(max_length=4000, description="null clears it")
+
+
+class ReviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    review: bool
+
+
+class RecordingPauseOut(BaseModel):
+    paused_at: datetime
+    resumed_at: datetime | None
+    source: str
+
+
+class RecordingOut(BaseModel):
+    call: int
+    state: str
+    path: str
+    stereo: bool
+    source: str
+    started_at: datetime | None
+    stopped_at: datetime | None
+    stop_reason: str | None
+    size_bytes: int | None
+    duration_s: float | None
+    complete: bool
+    problem: str | None
+    purged_at: datetime | None
+    pauses: list[RecordingPauseOut]

@@ -10,28 +10,10 @@ import click
 from ctl.cli.app import AppContext, CtlGroup, json_option, pass_app
 from ctl.cli.output import cell, render
 from ctl.errors import ValidationError
+from ctl.views import project_row
 
 if TYPE_CHECKING:
-    from ctl.store.models import Project
-
-
-def project_row(project: Project, full: bool = False) -> dict[str, Any]:
-    row: dict[str, Any] = {
-        "name": project.name,
-        "members": [m.extension for m in project.members],
-        "result_codes": [r.code for r in project.result_codes],
-        "recording": project.recording_policy,
-        "stereo": project.recording_stereo,
-        "record_supervisor": project.recording_supervisor,
-        "queue": project.queue,
-        "wrapup_seconds": project.wrapup_seconds,
-    }
-    if full:
-        row["result_codes"] = [{"code": r.code, "label": r.label, "successful": r.successful}
-                               for r in project.result_codes]
-        row["script"] = project.script
-        row["created_at"] = project.created_at
-    return row
+    pass
 
 
 @click.group(cls=CtlGroup)

@@ -560,8 +560,9 @@ def mix_supervisor_tracks(store: Store, path: Path, started: datetime, ended: da
 # ---------------------------------------------------------------------------
 # Export and retention
 # ---------------------------------------------------------------------------
-def export(store: Store, call_id: int, destination: str, force: bool) -> int:
-    """Copy call `call_id`'s recording to `destination` ('-': standard output); return its size."""
+def exportable(store: Store, call_id: int) -> tuple[Path, int]:
+    """The file of call `call_id`'s recording and its size, once checked against the store:
+    ended, complete, not purged, and unchanged since (export, and the API's download)."""
     with store.transaction() as session:
         row = recording_of(session, call_id)
         if row.purged_at is not None:
@@ -582,11 +583,17 @@ def export(store: Store, call_id: int, destination: str, force: bool) -> int:
     if info.file_size != size or not info.closed:
         raise StorageError(f"recording file {path} changed since the call: {info.file_size} bytes, "
                            f"{size} recorded")
+    return path, info.file_size
+
+
+def export(store: Store, call_id: int, destination: str, force: bool) -> int:
+    """Copy call `call_id`'s recording to `destination` ('-': standard output); return its size."""
+    path, size = exportable(store, call_id)
     if destination == "-":
         with open(path, "rb") as source:
             shutil.copyfileobj(source, sys.stdout.buffer)
         sys.stdout.buffer.flush()
-        return info.file_size
+        return size
     target = Path(destination)
     if target.is_dir():
         target = target / path.name
@@ -598,7 +605,7 @@ def export(store: Store, call_id: int, destination: str, force: bool) -> int:
         raise Conflict(f"{target} already exists (use --force to overwrite)") from None
     except OSError as error:
         raise StorageError(f"cannot write {target}: {os.strerror(error.errno or 0).lower()}") from None
-    return info.file_size
+    return size
 
 
 def write_private_copy(source: Path, target: Path, force: bool) -> None:

@@ -10,9 +10,9 @@ from sqlalchemy.orm import Session
 
 from ctl.errors import Forbidden, NotFound
 from ctl.services.calls import call_card
-from ctl.services.directory import get_operator, list_operators
+from ctl.services.directory import get_operator, get_project, list_operators, list_projects
 from ctl.store import queries
-from ctl.store.models import Call, MonitorSession, Operator, Recording
+from ctl.store.models import Call, MonitorSession, Operator, Project, Recording
 
 TEAM_ROLES = ("owner", "admin", "supervisor")
 
@@ -92,3 +92,29 @@ def check_controls_recording(session: Session, viewer_role: str | None, viewer_e
     call, _ = call_visible(session, viewer_role, viewer_extension, call_id)
     if not pause_only:
         raise Forbidden(f"{viewer_extension} may pause and resume their call's recording, not start or stop it")
+
+
+def projects_visible(session: Session, viewer_role: str | None, viewer_extension: str | None) -> list[Project]:
+    """The team sees every project; an operator the projects they are a member of."""
+    projects = list_projects(session)
+    if sees_team(viewer_role):
+        return projects
+    return [p for p in projects if any(m.extension == viewer_extension for m in p.members)]
+
+
+def project_visible(session: Session, viewer_role: str | None, viewer_extension: str | None, name: str) -> Project:
+    project = get_project(session, name)
+    if not sees_team(viewer_role) and not any(m.extension == viewer_extension for m in project.members):
+        raise NotFound(f"no project named {name!r}")
+    return project
+
+
+def check_works_on_call(session: Session, viewer_role: str | None, viewer_extension: str | None,
+                        call_id: int) -> None:
+    """Results and comments: the call's own operator, or the team."""
+    call_visible(session, viewer_role, viewer_extension, call_id)
+
+
+def check_team(viewer_role: str | None, what: str) -> None:
+    if not sees_team(viewer_role):
+        raise Forbidden(f"operators do not {what}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -292,3 +293,78 @@ async def test_a_body_that_is_not_json_and_an_unknown_path_are_problems_too(clie
     assert unknown.status_code == 404 and unknown.json()["kind"] == "not_found"
     wrong = await client.delete("/api/v1/operators", headers=bearer(people["200"]))
     assert wrong.status_code == 405 and wrong.json()["kind"] == "method_not_allowed"
+
+
+def _wav(path: Path, seconds: float = 1.0) -> int:
+    """A closed 8 kHz mono 16-bit WAV file, as the PBX leaves one."""
+    import wave
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"\x01\x00" * int(8000 * seconds))
+    return path.stat().st_size
+
+
+async def test_projects_results_comments_and_the_recording_file(live: httpx.AsyncClient, store: Store,
+                                                                 people: dict[str, str], tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from ctl.services.directory import ResultCodeSpec, add_project
+    from ctl.store.models import Call, Project, Recording
+
+    with store.transaction() as session:
+        add_project(session, "Sales", "Hello!", [ResultCodeSpec("sale", "Sale", True)], ["101"])
+        add_project(session, "Other", "", [], ["102"])
+    mine = (await live.get("/api/v1/projects", headers=bearer(people["101"]))).json()
+    assert [p["name"] for p in mine] == ["Sales"]
+    assert len((await live.get("/api/v1/projects", headers=bearer(people["200"]))).json()) == 2
+    card = (await live.get("/api/v1/projects/Sales", headers=bearer(people["101"]))).json()
+    assert card["script"] == "Hello!" and card["result_codes"] == [{"code": "sale", "label": "Sale",
+                                                                    "successful": True}]
+    assert (await live.get("/api/v1/projects/Other", headers=bearer(people["101"]))).status_code == 404
+
+    call_id = _bridged_call(store, "101", "one")
+    with store.transaction() as session:
+        found = session.get(Call, call_id)
+        assert found is not None
+        found.project_id = session.query(Project).filter_by(name="Sales").one().id
+        found.state, found.ended_at = "ended", datetime.now(UTC)
+    saved = await live.post(f"/api/v1/calls/{call_id}/result", json={"code": "sale", "comment": "happy"},
+                            headers=bearer(people["101"]))
+    assert saved.status_code == 200 and saved.json()["label"] == "Sale", saved.text
+    bad = await live.post(f"/api/v1/calls/{call_id}/result", json={"code": "nope"}, headers=bearer(people["101"]))
+    assert bad.status_code == 409 and "no result code" in bad.json()["detail"]
+    assert (await live.post(f"/api/v1/calls/{call_id}/result", json={"code": "sale"},
+                            headers=bearer(people["102"]))).status_code == 404
+    assert (await live.put(f"/api/v1/calls/{call_id}/comment", json={"comment": "called back"},
+                           headers=bearer(people["101"]))).json() == {"comment": "called back"}
+    assert (await live.put(f"/api/v1/calls/{call_id}/review", json={"review": True},
+                           headers=bearer(people["101"]))).status_code == 403
+    assert (await live.put(f"/api/v1/calls/{call_id}/review", json={"review": True},
+                           headers=bearer(people["200"]))).json() == {"review": True}
+    shown = (await live.get(f"/api/v1/calls/{call_id}", headers=bearer(people["200"]))).json()
+    assert (shown["result"], shown["comment"], shown["review"]) == ("sale", "called back", True)
+
+    path = tmp_path / "2026/12/02/call-1.wav"
+    size = _wav(path)
+    with store.transaction() as session:
+        session.add(Recording(call_id=call_id, node="asterisk", channel_id="c", channel_name="PJSIP/c-1",
+                              path=str(path), pbx_path=str(path), source="policy", state="stopped", complete=True,
+                              size_bytes=size, duration_ms=1000, started_at=datetime.now(UTC)))
+    whole = await live.get(f"/api/v1/calls/{call_id}/recording.wav", headers=bearer(people["101"]))
+    assert whole.status_code == 200 and whole.content == path.read_bytes()
+    assert whole.headers["content-type"] == "audio/wav" and whole.headers["accept-ranges"] == "bytes"
+    part = await live.get(f"/api/v1/calls/{call_id}/recording.wav",
+                          headers={**bearer(people["200"]), "Range": "bytes=44-143"})
+    assert part.status_code == 206 and part.content == path.read_bytes()[44:144]
+    assert (await live.get(f"/api/v1/calls/{call_id}/recording.wav",
+                           headers=bearer(people["102"]))).status_code == 404
+    listed = (await live.get("/api/v1/recordings", headers=bearer(people["200"]))).json()
+    assert listed[0]["call"] == call_id and listed[0]["complete"] is True
+    assert (await live.get("/api/v1/recordings", headers=bearer(people["101"]))).status_code == 403
+    path.write_bytes(path.read_bytes() + b"tampered")
+    changed = await live.get(f"/api/v1/calls/{call_id}/recording.wav", headers=bearer(people["200"]))
+    assert changed.status_code == 507 and changed.json()["kind"] == "storage"
