@@ -74,10 +74,12 @@ def _monitor(session: Session, row: MonitorSession, new: bool) -> list[Row]:
     return events
 
 
-def _mode(session: Session, change: MonitorModeChange) -> list[Row]:
+def _mode(session: Session, change: MonitorModeChange, new_sessions: set[int]) -> list[Row]:
+    if change.session_id in new_sessions:  # a new session's first mode is its monitor.started
+        return []
     with session.no_autoflush:
         row = session.get(MonitorSession, change.session_id)
-    if row is None or row in session.new:  # a new session's first mode is its monitor.started
+    if row is None:
         return []
     return [_event("monitor.mode", row.node, row.call_id, None, session=row.id, mode=change.mode,
                    source=change.source)]
@@ -131,13 +133,14 @@ def _task(session: Session, task: Task, new: bool) -> list[Row]:
 def record_changes(session: Session, _flush: UOWTransaction) -> None:
     """after_flush: the objects still show what this flush changed; ids are assigned."""
     rows: list[Row] = []
+    new_sessions = {obj.id for obj in session.new if isinstance(obj, MonitorSession)}
     for obj in session.new:
         if isinstance(obj, Call):
             rows += _call(session, obj, new=True)
         elif isinstance(obj, MonitorSession):
             rows += _monitor(session, obj, new=True)
         elif isinstance(obj, MonitorModeChange):
-            rows += _mode(session, obj)
+            rows += _mode(session, obj, new_sessions)
         elif isinstance(obj, Task):
             rows += _task(session, obj, new=True)
     for obj in session.dirty:

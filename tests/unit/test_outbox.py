@@ -126,3 +126,24 @@ def test_compare_and_set_changes_of_a_recording_are_published_too(staff: Store) 
     kinds = [k for k in _kinds(staff) if k.startswith("recording.")]
     assert kinds == ["recording.started", "recording.paused"]
     assert [k for k in _kinds(staff, "operator", "101") if k.startswith("recording.")] == kinds
+
+
+def test_a_new_session_is_one_event_and_a_later_mode_another(staff: Store) -> None:
+    """open_session writes the session and its first mode together: monitor.started only."""
+    from ctl.model import MonitorMode
+    from ctl.services.monitoring import Approved, get_session, open_session, record_mode
+
+    with staff.transaction() as session:
+        operator = session.query(Operator).filter_by(extension="101").one()
+        supervisor = session.query(Operator).filter_by(extension="200").one()
+        call = Call(node="asterisk", pbx_call_id="z", direction="outbound", state="bridged", operator_id=operator.id)
+        session.add(call)
+        session.flush()
+        approved = Approved(supervisor.id, "200", "PJSIP/200", operator.id, "101", call.id, "z", MonitorMode.LISTEN)
+    session_id = open_session(staff, "asterisk", approved, "spy-1", False, "api")
+    with staff.transaction() as session:
+        record_mode(session, get_session(session, session_id), MonitorMode.WHISPER, "api")
+    with staff.transaction() as session:
+        monitor = [(e.kind, e.data.get("mode")) for e in events_after(session, 0, None, None)
+                   if e.kind.startswith("monitor.")]
+    assert monitor == [("monitor.started", "listen"), ("monitor.mode", "whisper")]
