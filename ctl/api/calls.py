@@ -11,6 +11,7 @@ from ctl.api.auth import Caller, caller
 from ctl.api.pbx import switch_of_node
 from ctl.api.schemas import (
     CallDetail,
+    CallHungUp,
     CallOut,
     CallPlaced,
     CallRequest,
@@ -22,8 +23,17 @@ from ctl.api.schemas import (
     ReviewRequest,
 )
 from ctl.config import Settings
+from ctl.errors import ValidationError
 from ctl.pbx import node_of_request
-from ctl.services.calls import place_bridge_call, save_result, set_comment, set_review
+from ctl.services.calls import (
+    dial_client_of,
+    dial_operator_of,
+    hang_up_call,
+    place_bridge_call,
+    save_result,
+    set_comment,
+    set_review,
+)
 from ctl.services.recording import set_recording_paused, start_recording, stop_recording
 from ctl.services.visibility import (
     call_visible,
@@ -153,3 +163,32 @@ async def review(request: Request, who: Who, call_id: CallId, body: ReviewReques
             set_review(session, call_id, body.review)
     await asyncio.to_thread(write)
     return {"review": body.review}
+
+
+@router.post("/{call_id}/hangup", response_model=CallHungUp, summary="End the call: every leg is hung up")
+async def hang_up(request: Request, who: Who, call_id: CallId) -> dict[str, Any]:
+    store: Store = request.app.state.store
+
+    def check() -> Switch:
+        with store.transaction() as session:
+            check_works_on_call(session, *who.viewer, call_id)
+        return _switch_for_call(request, call_id=call_id)
+    switch = await asyncio.to_thread(check)
+    return {"id": call_id, "legs": await hang_up_call(store, switch, call_id)}
+
+
+@router.post("/{call_id}/dial/{whom}", status_code=status.HTTP_201_CREATED, response_model=CallPlaced,
+             summary="After a session: call the call's client, or its operator (a debrief); your phone rings first")
+async def dial(request: Request, who: Who, call_id: CallId, whom: Annotated[Literal["client", "operator"], Path()],
+               by: Annotated[str | None, Query(pattern=r"^[0-9]{2,10}$", description="local socket only")] = None
+               ) -> dict[str, Any]:
+    store: Store = request.app.state.store
+    caller_ext = who.acting(by)
+    if caller_ext is None:
+        raise ValidationError("by: who calls is required on the local socket")
+    check_team(who.viewer[0], "call a call's client or operator back")
+    switch = await asyncio.to_thread(_switch_for_call, request, [caller_ext])
+    use_case = dial_client_of if whom == "client" else dial_operator_of
+    placed = await use_case(store, switch, request.app.state.settings, call_id, caller_ext)
+    return {"id": placed.id, "pbx_call_id": placed.pbx_call_id, "operator": placed.operator,
+            "client": placed.number, "state": "created"}

@@ -235,3 +235,8 @@ class RecordingOut(BaseModel):
     problem: str | None
     purged_at: datetime | None
     pauses: list[RecordingPauseOut]
+
+
+class CallHungUp(BaseModel):
+    id: int
+    legs: int

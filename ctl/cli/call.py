@@ -161,3 +161,18 @@ _dial_command("dial-client", "Call the client of call CALL_ID yourself: your pho
               "check_dial_client", "dial_client_of")
 _dial_command("dial-operator", "Call the operator of call CALL_ID (a debrief): your phone rings first.",
               "check_dial_operator", "dial_operator_of")
+
+
+@call.command("hangup")
+@click.argument("call_id", type=ID)
+@json_option
+@pass_app
+def call_hangup(app: AppContext, call_id: int) -> None:
+    """End call CALL_ID: every leg of it is hung up on the PBX."""
+    from ctl.services.calls import check_hang_up, hang_up_call
+
+    store = app.store()
+    switch = switch_for(app, call_id=call_id)
+    check_hang_up(store, call_id)
+    legs = on_switch(switch, lambda connected: hang_up_call(store, connected, call_id))
+    render(app, {"id": call_id, "legs": legs}, f"call {call_id}: hung up ({legs} leg{'s' if legs != 1 else ''})")

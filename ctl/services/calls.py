@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from ctl import events as ev
 from ctl.config import Settings
-from ctl.errors import DomainError, NotFound, SwitchError, ValidationError
+from ctl.errors import CallEnded, DomainError, NotFound, SwitchError, ValidationError
 from ctl.model import CallState, ChannelInfo, ChannelState, Direction, HangupCause, OriginateRequest
 from ctl.pbx import trunks_of
 from ctl.services.directory import get_operator, get_project
@@ -562,3 +562,24 @@ class CallTracker:
                     self._advance(live, call, CallState.RINGING, at)
         log.info("reconciled with the PBX", extra={"fields": {"live_calls": len(groups), "ended": ended,
                                                               "discovered": created}})
+
+
+def check_hang_up(store: Store, call_id: int) -> str:
+    """The call's PBX id, if it is in progress."""
+    with store.transaction() as session:
+        call = get_call(session, call_id)
+        if call.state == "ended":
+            raise CallEnded(f"call {call_id} is not in progress (it ended)")
+        return call.pbx_call_id
+
+
+async def hang_up_call(store: Store, switch: Switch, call_id: int) -> int:
+    """End every leg of the call on the PBX; ctl serve stores the end as the PBX reports it.
+    Returns the number of legs hung up."""
+    pbx_call_id = check_hang_up(store, call_id)
+    legs = [info.channel_id for info in await switch.channels() if info.call_id == pbx_call_id]
+    if not legs:
+        raise CallEnded(f"call {call_id} is not in progress: the PBX has no channel of it")
+    for channel_id in legs:
+        await switch.hangup(channel_id)
+    return len(legs)

@@ -41,6 +41,20 @@ def test_bridge_call_lifecycle_is_stored(ctl: CtlRunner, serve: Serve, phones: P
     wait_for(lambda: asterisk.live_channels() == 0, message="no channel left on Asterisk")
 
 
+def test_a_call_is_hung_up_from_the_cli(ctl: CtlRunner, serve: Serve, phones: Phones, asterisk: Sandbox) -> None:
+    phones.phone("101", "answer", hold_ms=60_000)
+    phones.clients("answer", hold_ms=60_000)
+    call_id = _placed_call_id(ctl, "--operator", "101", "--to", "79991234567")
+    ctl.wait_state(call_id, "bridged")
+    hung = ctl.json("call", "hangup", str(call_id))
+    assert hung == {"id": call_id, "legs": 2}
+    ended = ctl.wait_state(call_id, "ended")
+    assert ended["cause"] == "normal_clearing"
+    wait_for(lambda: asterisk.live_channels() == 0, message="no channel left on Asterisk")
+    again = ctl.run("call", "hangup", str(call_id), check=False)
+    assert again.returncode == 7 and "not in progress" in again.stderr
+
+
 def test_client_busy_is_stored_with_its_cause(ctl: CtlRunner, serve: Serve, phones: Phones) -> None:
     phones.phone("101", "answer", hold_ms=30_000)
     phones.clients("busy")

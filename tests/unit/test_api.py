@@ -368,3 +368,27 @@ async def test_projects_results_comments_and_the_recording_file(live: httpx.Asyn
     path.write_bytes(path.read_bytes() + b"tampered")
     changed = await live.get(f"/api/v1/calls/{call_id}/recording.wav", headers=bearer(people["200"]))
     assert changed.status_code == 507 and changed.json()["kind"] == "storage"
+
+
+async def test_hanging_up_and_calling_back_through_the_api(live: httpx.AsyncClient, store: Store,
+                                                           people: dict[str, str], pbx: FakeSwitch) -> None:
+    call_id = _bridged_call(store, "101", "one")
+    assert (await live.post(f"/api/v1/calls/{call_id}/hangup", headers=bearer(people["102"]))).status_code == 404
+    ended = await live.post(f"/api/v1/calls/{call_id}/hangup", headers=bearer(people["101"]))
+    assert ended.status_code == 200 and ended.json() == {"id": call_id, "legs": 2}
+    assert {args[0] for name, args in pbx.calls if name == "hangup"} == {"one", "c"}
+    back = await live.post(f"/api/v1/calls/{call_id}/dial/client", headers=bearer(people["200"]))
+    assert back.status_code == 201, back.text
+    assert pbx.originated[-1].channel == "PJSIP/200" and back.json()["client"] == "79991234567"
+    debrief = await live.post(f"/api/v1/calls/{call_id}/dial/operator", headers=bearer(people["200"]))
+    assert debrief.status_code == 201 and debrief.json()["operator"] == "200"
+    assert (await live.post(f"/api/v1/calls/{call_id}/dial/client",
+                            headers=bearer(people["101"]))).status_code == 403
+    with store.transaction() as session:
+        from ctl.store.models import Call
+
+        found = session.get(Call, call_id)
+        assert found is not None
+        found.state = "ended"
+    gone = await live.post(f"/api/v1/calls/{call_id}/hangup", headers=bearer(people["200"]))
+    assert gone.status_code == 409 and gone.json()["kind"] == "call_ended"
