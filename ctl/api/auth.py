@@ -31,6 +31,9 @@ class Person:
 class Caller:
     person: Person | None  # the token's owner; None on the local socket
     local: bool
+    # The door kept with what the request changes: "cli" for the ctl command line on the local
+    # socket (it says so in X-Ctl-Client), "api" otherwise.
+    source: str = "api"
 
     @property
     def viewer(self) -> tuple[str | None, str | None]:
@@ -67,7 +70,7 @@ class LocalSocket:
 
 async def caller(request: Request) -> Caller:
     if request.scope.get(LOCAL_SCOPE_KEY):
-        return Caller(None, True)
+        return Caller(None, True, "cli" if request.headers.get("x-ctl-client") == "cli" else "api")
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     token = token.strip() if scheme.lower() == "bearer" else ""
     store: Store = request.app.state.store

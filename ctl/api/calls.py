@@ -105,7 +105,7 @@ async def _recording_switch(request: Request, who: Caller, call_id: int, pause_o
 async def record(request: Request, who: Who, call_id: CallId) -> dict[str, Any]:
     switch = await _recording_switch(request, who, call_id, pause_only=False)
     result = await start_recording(request.app.state.store, switch, request.app.state.settings, call_id,
-                                   source="api")
+                                   source=who.source)
     return {"call": call_id, "state": result.state, "already": result.already, "path": result.path,
             "since": result.since}
 
@@ -123,7 +123,8 @@ async def stop_record(request: Request, who: Who, call_id: CallId) -> dict[str, 
 async def pause_record(request: Request, who: Who, call_id: CallId,
                        action: Annotated[Literal["pause", "resume"], Path()]) -> dict[str, Any]:
     switch = await _recording_switch(request, who, call_id, pause_only=True)
-    result = await set_recording_paused(request.app.state.store, switch, call_id, action == "pause", source="api")
+    result = await set_recording_paused(request.app.state.store, switch, call_id, action == "pause",
+                                        source=who.source)
     return {"call": call_id, "state": result.state, "changed": result.changed}
 
 

@@ -34,7 +34,7 @@ async def start(request: Request, who: Who, body: MonitorRequest) -> dict[str, A
     settings: Settings = request.app.state.settings
     node = await asyncio.to_thread(node_of_request, store, settings, [body.operator, supervisor])
     session_id = await start_monitoring(store, switch_of_node(request, node), settings, parse_mode(body.mode),
-                                        body.operator, supervisor, body.follow, source="api")
+                                        body.operator, supervisor, body.follow, source=who.source)
     return {"session": session_id, "mode": body.mode, "operator": body.operator, "by": supervisor,
             "follow": body.follow}
 
@@ -65,7 +65,7 @@ async def _controlled(request: Request, who: Who, session_id: int) -> tuple[Stor
 async def change_mode(request: Request, who: Who, session_id: SessionId, body: ModeChange) -> dict[str, Any]:
     store, switch = await _controlled(request, who, session_id)
     await change_monitor_mode(store, switch, request.app.state.settings, session_id, parse_mode(body.mode),
-                              source="api")
+                              source=who.source)
     return {"mode": body.mode}
 
 

@@ -49,7 +49,7 @@ async def set_status(request: Request, who: Who, extension: Extension, body: Sta
     def write() -> dict[str, Any]:
         with store.transaction() as session:
             person, changed = set_status_by_hand(session, settings.operators, extension, body.status, body.reason,
-                                                 by, source="api")
+                                                 by, source=who.source)
             return {"extension": person.extension, "status": person.status, "reason": person.status_reason,
                     "since": person.status_changed_at, "changed": changed}
     return await asyncio.to_thread(write)

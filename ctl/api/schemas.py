@@ -82,10 +82,11 @@ class MonitorRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    operator: str = Field(pattern=r"^[0-9]{2,10}$", description="the operator whose call to join")
+    # Extensions are checked by the use case, which says "no operator with extension …" as the CLI does.
+    operator: str = Field(min_length=1, max_length=16, description="the operator whose call to join")
     mode: Literal["listen", "whisper", "barge"]
     follow: bool = Field(False, description="stay on and join the operator's next call")
-    by: str | None = Field(None, pattern=r"^[0-9]{2,10}$",
+    by: str | None = Field(None, min_length=1, max_length=16,
                            description="the supervisor (local socket only; a token acts as its owner)")
 
 

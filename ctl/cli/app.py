@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ctl.config import Settings, load_settings
 from ctl.errors import CtlError
-from ctl.store.engine import Store
+
+if TYPE_CHECKING:
+    from ctl.store.engine import Store
 
 
 class AppContext:
@@ -26,6 +28,8 @@ class AppContext:
         return self._settings
 
     def store(self) -> Store:
+        from ctl.store.engine import Store  # only the commands that open the store pay for SQLAlchemy
+
         return Store(self.settings.database.url)
 
 

@@ -9,6 +9,7 @@ import click
 from ctl.cli.app import ID, AppContext, CtlGroup, json_option, pass_app
 from ctl.cli.output import cell, render
 from ctl.cli.pbx import on_switch, switch_for
+from ctl.cli.remote import serve_of
 from ctl.errors import ValidationError
 from ctl.views import session_row
 
@@ -29,18 +30,27 @@ def _start_command(mode_name: str, help_text: str) -> None:
     @json_option
     @pass_app
     def start(app: AppContext, operator_ext: str, supervisor_ext: str, follow: bool) -> None:
-        from ctl.services.monitoring import check_monitoring, parse_mode, start_monitoring
-
-        settings = app.settings
-        switch = switch_for(app, people=[operator_ext, supervisor_ext])
-        store = app.store()
-        mode = parse_mode(mode_name)
-        check_monitoring(store, settings, mode, operator_ext, supervisor_ext)
-        session_id = on_switch(switch, lambda connected: start_monitoring(store, connected, settings, mode,
-                                                                          operator_ext, supervisor_ext, follow))
+        serve = serve_of(app)
+        if serve is not None:  # serve holds the PBX connection: no login per command
+            session_id = int(serve.call("POST", "/monitor/sessions", json={
+                "operator": operator_ext, "mode": mode_name, "follow": follow, "by": supervisor_ext})["session"])
+        else:
+            session_id = _start_here(app, mode_name, operator_ext, supervisor_ext, follow)
         render(app, {"session": session_id, "mode": mode_name, "operator": operator_ext, "by": supervisor_ext,
                      "follow": follow},
                f"session {session_id}: ringing {supervisor_ext}; on answer, {mode_name} on {operator_ext}'s call")
+
+
+def _start_here(app: AppContext, mode_name: str, operator_ext: str, supervisor_ext: str, follow: bool) -> int:
+    from ctl.services.monitoring import check_monitoring, parse_mode, start_monitoring
+
+    settings = app.settings
+    switch = switch_for(app, people=[operator_ext, supervisor_ext])
+    store = app.store()
+    mode = parse_mode(mode_name)
+    check_monitoring(store, settings, mode, operator_ext, supervisor_ext)
+    return on_switch(switch, lambda connected: start_monitoring(store, connected, settings, mode, operator_ext,
+                                                                supervisor_ext, follow))
 
 
 _start_command("listen", "Hear the operator and the client; nobody hears you.")
@@ -58,6 +68,11 @@ def monitor_mode(app: AppContext, session_id: int, mode_name: str) -> None:
     from ctl.services.monitoring import change_monitor_mode, check_mode_change, parse_mode
 
     mode = parse_mode(mode_name)
+    serve = serve_of(app)
+    if serve is not None:
+        serve.call("PATCH", f"/monitor/sessions/{session_id}", json={"mode": mode.value})
+        render(app, {"session": session_id, "mode": mode.value}, f"session {session_id}: {mode.value}")
+        return
     store = app.store()
     switch = switch_for(app, session_id=session_id)
     if check_mode_change(store, app.settings, session_id, mode) is not None:
@@ -76,6 +91,11 @@ def monitor_stop(app: AppContext, session_id: int | None, supervisor_ext: str | 
 
     if (session_id is None) == (supervisor_ext is None):
         raise ValidationError("give a SESSION or --by EXT (one of them)")
+    serve = serve_of(app) if session_id is not None else None
+    if serve is not None:
+        stopped = int(serve.call("DELETE", f"/monitor/sessions/{session_id}")["session"])
+        render(app, {"session": stopped, "end_reason": "stopped"}, f"session {stopped}: stopped")
+        return
     switch = switch_for(app, session_id=session_id, supervisor=supervisor_ext)
     store = app.store()
     check_monitor_stop(store, session_id, supervisor_ext)

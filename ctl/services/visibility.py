@@ -72,7 +72,7 @@ def check_controls_session(session: Session, actor_role: str | None, actor_exten
         return
     row = session.get(MonitorSession, session_id)
     if row is None:
-        raise NotFound(f"no monitor session {session_id}")
+        raise NotFound(f"no monitor session with id {session_id}")
     if row.supervisor is None or row.supervisor.extension != actor_extension:
         raise Forbidden(f"monitor session {session_id} is another supervisor's")
 

@@ -174,3 +174,28 @@ async def test_the_event_stream_resumes_after_the_last_event_id(served: tuple[Se
             assert (await http.get(url)).status_code == 401
     finally:
         store.dispose()
+
+
+async def test_the_cli_sends_monitor_commands_to_a_running_serve(served: tuple[Settings, str], tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's store setting points nowhere: only serve, over its socket, can answer."""
+    from click.testing import CliRunner
+
+    from ctl.cli import cli
+
+    settings, _ = served
+    for key in [k for k in __import__("os").environ if k.startswith("CTL_")]:
+        monkeypatch.delenv(key)
+    monkeypatch.setenv("CTL_API_SOCKET", settings.api.socket)
+    monkeypatch.setenv("CTL_DATABASE_URL", f"sqlite:///{tmp_path / 'nowhere' / 'ctl.db'}")
+
+    def run(*args: str) -> Any:
+        return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+
+    stopped = await asyncio.to_thread(run, "monitor", "stop", "999")
+    assert stopped.exit_code == 4 and stopped.output.strip() == "ctl: no monitor session with id 999"
+    listen = await asyncio.to_thread(run, "monitor", "listen", "200", "--by", "200", "--json")
+    assert listen.exit_code == 6 and '"error": "forbidden"' in listen.output  # the use case's own rule
+    monkeypatch.setenv("CTL_NO_SERVE", "1")  # on its own, the CLI finds no store
+    alone = await asyncio.to_thread(run, "monitor", "stop", "999")
+    assert alone.exit_code == 5
