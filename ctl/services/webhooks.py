@@ -203,7 +203,7 @@ class WebhookSender:
             found = events_after(session, row.event_id - 1, None, None, limit=1)
             if not found or found[0].id != row.event_id:  # purged meanwhile: nothing left to send
                 row.state, row.last_error = "failed", "the event was purged before it could be delivered"
-                return _Due(row.id, row.event_id, row.kind, row.attempts, _now() + timedelta(seconds=0.2), b"")
+                return None  # the next round goes on with the next one
             event = found[0]
             body = json.dumps(event.as_json(), ensure_ascii=False, separators=(",", ":")).encode()
             return _Due(row.id, row.event_id, row.kind, row.attempts, row.next_at, body)
