@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ctl.store.models import Call, MonitorSession, Operator, Project, Recording
+from ctl.store.models import Call, MonitorSession, Operator, Project, Recording, Task
 
 
 def operator_row(operator: Operator) -> dict[str, Any]:
@@ -104,3 +104,12 @@ def project_row(project: Project, full: bool = False) -> dict[str, Any]:
         row["script"] = project.script
         row["created_at"] = project.created_at
     return row
+
+
+def task_row(task: Task) -> dict[str, Any]:
+    return {"id": task.id, "number": task.number, "due_at": task.due_at, "auto": task.auto, "state": task.state,
+            "project": task.project.name if task.project else None,
+            "assignee": task.assignee.extension if task.assignee else None,
+            "source_call": task.source_call_id, "call": task.call_id,
+            "placed_to": task.placed_to.extension if task.placed_to else None, "attempts": task.attempts,
+            "reminded_at": task.reminded_at, "note": task.note, "outcome": task.outcome}

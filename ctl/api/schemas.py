@@ -241,3 +241,26 @@ class RecordingOut(BaseModel):
 class CallHungUp(BaseModel):
     id: int
     legs: int
+
+
+class TaskOut(BaseModel):
+    id: int
+    number: str
+    due_at: datetime
+    auto: bool
+    state: str
+    project: str | None
+    assignee: str | None
+    source_call: int | None
+    call: int | None
+    placed_to: str | None
+    attempts: int
+    reminded_at: datetime | None
+    note: str | None
+    outcome: str | None
+
+
+class BlacklistedOut(BaseModel):
+    number: str
+    reason: str | None
+    added_at: datetime

@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from ctl.cli.app import ID, AppContext, CtlGroup, json_option, pass_app
 from ctl.cli.output import cell, render
+from ctl.views import task_row
 
 if TYPE_CHECKING:
-    from ctl.store.models import Task
-
-
-def task_row(task: Task) -> dict[str, Any]:
-    return {"id": task.id, "number": task.number, "due_at": task.due_at, "auto": task.auto, "state": task.state,
-            "project": task.project.name if task.project else None,
-            "assignee": task.assignee.extension if task.assignee else None,
-            "source_call": task.source_call_id, "call": task.call_id,
-            "placed_to": task.placed_to.extension if task.placed_to else None, "attempts": task.attempts,
-            "reminded_at": task.reminded_at, "note": task.note, "outcome": task.outcome}
+    pass
 
 
 TASK_COLUMNS = ["id", "due_at", "state", "auto", "number", "project", "assignee", "attempts", "outcome"]

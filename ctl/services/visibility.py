@@ -12,7 +12,7 @@ from ctl.errors import Forbidden, NotFound
 from ctl.services.calls import call_card
 from ctl.services.directory import get_operator, get_project, list_operators, list_projects
 from ctl.store import queries
-from ctl.store.models import Call, MonitorSession, Operator, Project, Recording
+from ctl.store.models import Call, MonitorSession, Operator, Project, Recording, Task
 
 TEAM_ROLES = ("owner", "admin", "supervisor")
 
@@ -118,3 +118,12 @@ def check_works_on_call(session: Session, viewer_role: str | None, viewer_extens
 def check_team(viewer_role: str | None, what: str) -> None:
     if not sees_team(viewer_role):
         raise Forbidden(f"operators do not {what}")
+
+
+def tasks_visible(session: Session, viewer_role: str | None, viewer_extension: str | None, state: str | None,
+                  limit: int) -> list[Task]:
+    """Callbacks: the team sees all; an operator those assigned to them."""
+    from ctl.services.tasks import list_tasks
+
+    assignee = None if sees_team(viewer_role) else viewer_extension
+    return list_tasks(session, state, assignee, limit)

@@ -392,3 +392,24 @@ async def test_hanging_up_and_calling_back_through_the_api(live: httpx.AsyncClie
         found.state = "ended"
     gone = await live.post(f"/api/v1/calls/{call_id}/hangup", headers=bearer(people["200"]))
     assert gone.status_code == 409 and gone.json()["kind"] == "call_ended"
+
+
+async def test_tasks_and_the_blacklist_are_read_by_whom_they_concern(live: httpx.AsyncClient, store: Store,
+                                                                     people: dict[str, str]) -> None:
+    from datetime import UTC, datetime
+
+    from ctl.services.operators import blacklist_add
+    from ctl.services.tasks import add_task
+
+    with store.transaction() as session:
+        add_task(session, due=datetime(2027, 1, 1, 9, tzinfo=UTC), number="79990000001", assignee="101")
+        add_task(session, due=datetime(2027, 1, 1, 10, tzinfo=UTC), number="79990000002", assignee="102")
+        blacklist_add(session, "79990000009", "asked not to be called")
+    team = (await live.get("/api/v1/tasks?state=open", headers=bearer(people["200"]))).json()
+    assert [t["assignee"] for t in team] == ["101", "102"] and team[0]["state"] == "pending"
+    mine = (await live.get("/api/v1/tasks", headers=bearer(people["101"]))).json()
+    assert [t["assignee"] for t in mine] == ["101"]
+    assert (await live.get("/api/v1/tasks?state=later", headers=bearer(people["200"]))).status_code == 422
+    listed = (await live.get("/api/v1/blacklist", headers=bearer(people["200"]))).json()
+    assert listed[0]["reason"] == "asked not to be called"
+    assert (await live.get("/api/v1/blacklist", headers=bearer(people["101"]))).status_code == 403
