@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ctl import __version__
-from ctl.api import calls, events, monitor, operators, projects, recordings, tasks
+from ctl.api import calls, events, monitor, operators, projects, recordings, reports, tasks
 from ctl.api.auth import Caller, caller
 from ctl.api.problems import PROBLEM_RESPONSES, ctl_error, http_error, invalid_request
 from ctl.api.schemas import Health, Problem
@@ -41,6 +41,7 @@ def create_app(store: Store, settings: Settings, switches: Mapping[str, Switch])
     api.include_router(projects.router)
     api.include_router(recordings.router)
     api.include_router(tasks.router)
+    api.include_router(reports.router)
 
     @api.get("/health", response_model=Health, tags=["serve"], summary="serve's version and PBX links")
     async def health(request: Request, _who: Annotated[Caller, Depends(caller)]) -> Health:

@@ -413,3 +413,19 @@ async def test_tasks_and_the_blacklist_are_read_by_whom_they_concern(live: httpx
     listed = (await live.get("/api/v1/blacklist", headers=bearer(people["200"]))).json()
     assert listed[0]["reason"] == "asked not to be called"
     assert (await live.get("/api/v1/blacklist", headers=bearer(people["101"]))).status_code == 403
+
+
+async def test_reports_for_the_team_as_json_or_csv(live: httpx.AsyncClient, store: Store,
+                                                   people: dict[str, str]) -> None:
+    _bridged_call(store, "101", "one")
+    data = await live.get("/api/v1/reports/calls?from=today&tz=UTC", headers=bearer(people["200"]))
+    assert data.status_code == 200, data.text
+    body = data.json()
+    assert body["report"] == "calls" and body["tz"] == "UTC" and isinstance(body["rows"], list)
+    csv = await live.get("/api/v1/reports/occupancy?format=csv&tz=UTC", headers=bearer(people["200"]))
+    assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines()[0].startswith("day")
+    assert (await live.get("/api/v1/reports/calls", headers=bearer(people["101"]))).status_code == 403
+    bad = await live.get("/api/v1/reports/calls?from=someday", headers=bearer(people["200"]))
+    assert bad.status_code == 422 and bad.json()["kind"] == "invalid"
+    assert (await live.get("/api/v1/reports/salary", headers=bearer(people["200"]))).status_code == 422
