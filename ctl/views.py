@@ -113,3 +113,14 @@ def task_row(task: Task) -> dict[str, Any]:
             "source_call": task.source_call_id, "call": task.call_id,
             "placed_to": task.placed_to.extension if task.placed_to else None, "attempts": task.attempts,
             "reminded_at": task.reminded_at, "note": task.note, "outcome": task.outcome}
+
+
+def monitor_log_rows(sessions: list[MonitorSession], alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`monitor log`: each session with its mode changes, and each unauthorised spy or
+    recording, oldest first."""
+    rows: list[dict[str, Any]] = []
+    for row in sessions:
+        entry = {"event": "session", **session_row(row)}
+        entry["modes"] = [{"mode": c.mode, "at": c.changed_at, "source": c.source} for c in row.mode_changes]
+        rows.append(entry)
+    return sorted(rows + alerts, key=lambda entry: entry.get("started_at") or entry["at"])

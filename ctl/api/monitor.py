@@ -6,6 +6,7 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request, status
+from fastapi.encoders import jsonable_encoder
 
 from ctl.api.auth import Caller, caller
 from ctl.api.pbx import switch_of_node
@@ -13,13 +14,14 @@ from ctl.api.schemas import ModeChange, MonitorRequest, MonitorSessionOut, Monit
 from ctl.config import Settings
 from ctl.errors import ValidationError
 from ctl.pbx import node_of_request
-from ctl.services.monitoring import change_monitor_mode, parse_mode, start_monitoring, stop_monitoring
-from ctl.services.visibility import check_controls_session, monitor_sessions_visible
+from ctl.services.monitoring import change_monitor_mode, monitor_log, parse_mode, start_monitoring, stop_monitoring
+from ctl.services.visibility import check_controls_session, check_team, monitor_sessions_visible
 from ctl.store.engine import Store
 from ctl.switch import Switch
-from ctl.views import session_row
+from ctl.views import monitor_log_rows, session_row
 
 router = APIRouter(prefix="/monitor/sessions", tags=["monitor"])
+log_router = APIRouter(prefix="/monitor", tags=["monitor"])
 Who = Annotated[Caller, Depends(caller)]
 SessionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
@@ -74,3 +76,18 @@ async def stop(request: Request, who: Who, session_id: SessionId) -> dict[str, A
     store, switch = await _controlled(request, who, session_id)
     stopped = await stop_monitoring(store, switch, session_id, None)
     return {"session": stopped, "end_reason": "stopped"}
+
+
+@log_router.get("/log", summary="Every session with its mode changes, and every spy or recording ctl did not start "
+                             "(unauthorised_monitor), oldest first (the team)")
+async def log(request: Request, who: Who, operator: Annotated[str | None, Query(max_length=16)] = None,
+              by: Annotated[str | None, Query(max_length=16)] = None,
+              since: Annotated[str | None, Query(max_length=40, description="ISO date or time")] = None
+              ) -> list[dict[str, Any]]:
+    store: Store = request.app.state.store
+    check_team(who.viewer[0], "read the monitoring log")
+
+    def read() -> list[dict[str, Any]]:
+        with store.transaction() as session:
+            return monitor_log_rows(*monitor_log(session, operator, by, since))
+    return jsonable_encoder(await asyncio.to_thread(read))  # type: ignore[no-any-return]

@@ -11,7 +11,7 @@ from ctl.cli.output import cell, render
 from ctl.cli.pbx import on_switch, switch_for
 from ctl.cli.remote import serve_of
 from ctl.errors import ValidationError
-from ctl.views import session_row
+from ctl.views import monitor_log_rows, session_row
 
 if TYPE_CHECKING:
     pass
@@ -129,13 +129,7 @@ def monitor_log(app: AppContext, operator_ext: str | None, supervisor_ext: str |
     from ctl.services import monitoring
 
     with app.store().transaction() as session:
-        sessions, alerts = monitoring.monitor_log(session, operator_ext, supervisor_ext, since)
-        rows: list[dict[str, Any]] = []
-        for row in sessions:
-            entry = {"event": "session", **session_row(row)}
-            entry["modes"] = [{"mode": c.mode, "at": c.changed_at, "source": c.source} for c in row.mode_changes]
-            rows.append(entry)
-    rows = sorted(rows + alerts, key=lambda entry: entry.get("started_at") or entry["at"])
+        rows = monitor_log_rows(*monitoring.monitor_log(session, operator_ext, supervisor_ext, since))
     render(app, rows, "\n".join(_log_lines(rows)))
 
 

@@ -429,3 +429,16 @@ async def test_reports_for_the_team_as_json_or_csv(live: httpx.AsyncClient, stor
     bad = await live.get("/api/v1/reports/calls?from=someday", headers=bearer(people["200"]))
     assert bad.status_code == 422 and bad.json()["kind"] == "invalid"
     assert (await live.get("/api/v1/reports/salary", headers=bearer(people["200"]))).status_code == 422
+
+
+async def test_the_monitoring_log_for_the_team(live: httpx.AsyncClient, store: Store,
+                                               people: dict[str, str]) -> None:
+    _bridged_call(store, "101", "one")
+    started = await live.post("/api/v1/monitor/sessions", json={"operator": "101", "mode": "listen"},
+                              headers=bearer(people["200"]))
+    assert started.status_code == 201
+    log = (await live.get("/api/v1/monitor/log?operator=101", headers=bearer(people["200"]))).json()
+    assert [(e["event"], e["supervisor"], [m["mode"] for m in e["modes"]]) for e in log] == [
+        ("session", "200", ["listen"])]
+    assert (await live.get("/api/v1/monitor/log", headers=bearer(people["101"]))).status_code == 403
+    assert (await live.get("/api/v1/monitor/log?since=never", headers=bearer(people["200"]))).status_code == 422
