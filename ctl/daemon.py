@@ -129,13 +129,22 @@ async def serve(settings: Settings) -> None:
         "asterisk": f"{settings.asterisk.host}:{settings.asterisk.port}" if settings.asterisk.host else None,
         "freeswitch": f"{settings.freeswitch.host}:{settings.freeswitch.port}" if settings.freeswitch.host
         else None}})
-    for stack in stacks:
-        try:
-            # A wrong secret will not fix itself: fail now. A PBX that is down may
-            # come up: run() keeps trying with back-off.
-            await stack.switch.connect()
-        except SwitchUnreachable as error:
-            log.warning("%s; will keep trying", error)
+    try:
+        for stack in stacks:
+            try:
+                # A wrong secret will not fix itself: fail now. A PBX that is down may
+                # come up: run() keeps trying with back-off.
+                await stack.switch.connect()
+            except SwitchUnreachable as error:
+                log.warning("%s; will keep trying", error)
+    except BaseException:  # the API socket and the feature-code servers must not outlive this
+        if api is not None:
+            await api.stop()
+        for stack in started:
+            await stack.feature_codes.close()
+            await stack.switch.close()
+        store.dispose()
+        raise
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ctl import __version__
 from ctl.api import calls, events, monitor, operators, projects, recordings, reports, tasks
 from ctl.api.auth import Caller, caller
-from ctl.api.problems import PROBLEM_RESPONSES, ctl_error, http_error, invalid_request
+from ctl.api.problems import PROBLEM_RESPONSES, ctl_error, http_error, invalid_request, unexpected
 from ctl.api.schemas import Health, Problem
 from ctl.config import Settings
 from ctl.errors import CtlError
@@ -32,6 +32,7 @@ def create_app(store: Store, settings: Settings, switches: Mapping[str, Switch])
     app.add_exception_handler(CtlError, ctl_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected)
 
     api = APIRouter(prefix=PREFIX)
     api.include_router(operators.router)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from ctl.api.auth import Caller, caller
-from ctl.errors import ValidationError
+from ctl.errors import Unauthenticated, ValidationError
 from ctl.services import events as outbox
 from ctl.services.events import Event
 from ctl.store.engine import Store
@@ -26,7 +26,9 @@ router = APIRouter(tags=["events"])
 Who = Annotated[Caller, Depends(caller)]
 POLL_SECONDS = 0.1
 KEEPALIVE_SECONDS = 15.0
-HOLE_WAIT = timedelta(seconds=2)
+# Longer than any of ctl's transactions: a row after a gap older than this means the gap is a
+# rollback (PostgreSQL's sequences do not give ids back) or a purge.
+HOLE_WAIT = timedelta(seconds=10)
 
 
 def _start(store: Store, last_event_id: str | None, after: int | None) -> int:
@@ -61,6 +63,15 @@ async def stream(request: Request, who: Who,
                 return last, []
             return safe, [e for e in outbox.events_after(session, last, role, extension, limit=500) if e.id <= safe]
 
+    async def still_allowed() -> bool:
+        if who.local:
+            return True
+        try:
+            again = await caller(request)
+        except Unauthenticated:
+            return False
+        return again.viewer == who.viewer  # a changed role: reconnect under the new one
+
     async def events() -> AsyncIterator[str]:
         last = start
         yield "retry: 2000\n: ctl events\n\n"
@@ -76,6 +87,8 @@ async def stream(request: Request, who: Who,
             quiet += POLL_SECONDS
             if quiet >= KEEPALIVE_SECONDS:
                 quiet = 0.0
+                if not await still_allowed():
+                    return  # a token revoked or expired meanwhile: the stream ends
                 yield ": keepalive\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream",

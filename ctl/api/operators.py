@@ -11,7 +11,7 @@ from ctl.api.auth import Caller, caller
 from ctl.api.schemas import OperatorOut, StatusChange, StatusOut
 from ctl.config import Settings
 from ctl.services.operators import set_status_by_hand
-from ctl.services.visibility import operator_visible, operators_visible
+from ctl.services.visibility import check_sees, operator_visible, operators_visible
 from ctl.store.engine import Store
 
 router = APIRouter(prefix="/operators", tags=["operators"])
@@ -48,6 +48,7 @@ async def set_status(request: Request, who: Who, extension: Extension, body: Sta
 
     def write() -> dict[str, Any]:
         with store.transaction() as session:
+            check_sees(*who.viewer, extension)
             person, changed = set_status_by_hand(session, settings.operators, extension, body.status, body.reason,
                                                  by, source=who.source)
             return {"extension": person.extension, "status": person.status, "reason": person.status_reason,

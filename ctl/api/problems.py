@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import Request
@@ -75,6 +76,12 @@ async def http_error(_request: Request, error: Exception) -> JSONResponse:
     for name, value in (error.headers or {}).items():
         response.headers[name] = value
     return response
+
+
+async def unexpected(_request: Request, error: Exception) -> JSONResponse:
+    """A bug, not a refusal: logged with its traceback, answered as a problem without details."""
+    logging.getLogger("ctl.api").error("request failed", exc_info=error)
+    return problem(500, "error", "internal error (logged by ctl serve)")
 
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {

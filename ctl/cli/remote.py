@@ -46,7 +46,10 @@ class Serve:
         finally:
             self._http.close()
         if reply.is_success:
-            return reply.json()
+            try:
+                return reply.json()
+            except ValueError:
+                raise errors.CtlError(f"ctl serve answered HTTP {reply.status_code} without JSON") from None
         try:
             problem = reply.json()
             kind, detail = str(problem["kind"]), str(problem["detail"])

@@ -29,7 +29,7 @@ from ctl.store import queries
 from ctl.store.engine import Store
 from ctl.store.models import Call, Operator, Project, Recording
 from ctl.switch import Switch
-from ctl.validation import inbound_number, normalise_number
+from ctl.validation import check_text, inbound_number, normalise_number
 
 log = logging.getLogger("ctl.calls")
 
@@ -193,7 +193,7 @@ def save_result(session: Session, call_id: int, code: str, comment: str | None) 
 
     call.result = found.code
     if comment is not None:
-        call.comment = comment or None
+        call.comment = check_text(comment, "comment", 4000, allow_newlines=True, required=False) or None
     status = release_wrapup(session, call)
     return SavedResult(call_id, found.code, found.label, found.successful,
                        call.operator.extension if call.operator is not None else None, status)
@@ -215,7 +215,9 @@ def call_card(session: Session, call_id: int) -> tuple[Call, Recording | None]:
 
 
 def set_comment(session: Session, call_id: int, comment: str | None) -> None:
-    get_call(session, call_id).comment = comment
+    """Printable, bounded text (every door); empty clears it."""
+    text = check_text(comment, "comment", 4000, allow_newlines=True, required=False) if comment else ""
+    get_call(session, call_id).comment = text or None
 
 
 def set_review(session: Session, call_id: int, review: bool) -> None:

@@ -206,12 +206,15 @@ def make_period(first: str | None, last: str | None, zone_name: str | None,
     if count > MAX_DAYS:
         raise ValidationError(f"the period is {count} days long; a report covers at most {MAX_DAYS} days")
     days = []
-    for offset in range(count):
-        day = first_day + timedelta(days=offset)
-        start = datetime(day.year, day.month, day.day, tzinfo=zone)
-        following = day + timedelta(days=1)
-        end = datetime(following.year, following.month, following.day, tzinfo=zone)
-        days.append(Day(day.isoformat(), start.timestamp(), end.timestamp()))
+    try:
+        for offset in range(count):
+            day = first_day + timedelta(days=offset)
+            start = datetime(day.year, day.month, day.day, tzinfo=zone)
+            following = day + timedelta(days=1)
+            end = datetime(following.year, following.month, following.day, tzinfo=zone)
+            days.append(Day(day.isoformat(), start.timestamp(), end.timestamp()))
+    except (OverflowError, ValueError):
+        raise ValidationError(f"the period {first_day} to {last_day} runs past the last day a date can hold") from None
     return Period(first_day, last_day, name, zone, tuple(days))
 
 

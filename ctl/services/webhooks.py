@@ -33,7 +33,7 @@ from ctl.store.models import Webhook, WebhookDelivery
 
 log = logging.getLogger("ctl.webhooks")
 _PATTERN = re.compile(r"\*|[a-z]+(\.\*|\.[a-z_]+)?")
-HOLE_WAIT = timedelta(seconds=2)
+HOLE_WAIT = timedelta(seconds=10)  # as the event stream's
 QUEUE_BATCH = 500  # events looked at per webhook and round
 
 
@@ -135,6 +135,7 @@ class WebhookSender:
         self.settings = settings
         self.client = client or httpx.AsyncClient(timeout=settings.timeout_seconds, follow_redirects=False)
         self._busy: set[int] = set()  # webhooks with a delivery in flight
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, interval: float = 0.2) -> None:
         while True:
@@ -145,20 +146,31 @@ class WebhookSender:
             await asyncio.sleep(interval)
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.client.aclose()
 
     async def tick(self) -> None:
-        hooks = await asyncio.to_thread(self._hooks)
-        tasks = [asyncio.create_task(self._advance(*hook)) for hook in hooks if hook[0] not in self._busy]
-        if tasks:
-            await asyncio.gather(*tasks)
+        """Each webhook with nothing in flight gets its own task: a slow receiver holds up only itself."""
+        for hook in await asyncio.to_thread(self._hooks):
+            if hook[0] in self._busy:
+                continue
+            self._busy.add(hook[0])
+            task = asyncio.create_task(self._advance(*hook), name=f"ctl-webhook-{hook[0]}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def settle(self) -> None:
+        """Wait for the deliveries in flight (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     def _hooks(self) -> list[tuple[int, str, str]]:
         with self.store.transaction() as session:
             return [(h.id, h.url, h.secret) for h in list_webhooks(session)]
 
     async def _advance(self, hook_id: int, url: str, secret: str) -> None:
-        self._busy.add(hook_id)
         try:
             await asyncio.to_thread(self._queue, hook_id)
             while True:
@@ -170,6 +182,8 @@ class WebhookSender:
                 await asyncio.to_thread(self._record, due, ok, status, error)
                 if not ok:
                     return
+        except Exception:  # a store hiccup: the next round tries again
+            log.exception("webhook delivery round failed", extra={"fields": {"webhook": hook_id}})
         finally:
             self._busy.discard(hook_id)
 

@@ -142,9 +142,12 @@ class Store:
             ensure_migrated(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # Every change the event stream reports is written in its own transaction (the outbox).
-        from ctl.store.outbox import record_changes
+        from ctl.store.outbox import forget_new_calls, publish_new_calls, record_changes
 
         event.listen(self._sessions, "after_flush", record_changes)
+        event.listen(self._sessions, "before_commit", publish_new_calls)
+        event.listen(self._sessions, "after_commit", forget_new_calls)
+        event.listen(self._sessions, "after_rollback", forget_new_calls)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

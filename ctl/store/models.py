@@ -417,7 +417,9 @@ class EventRecord(Base):
     transaction as the change (ctl.store.outbox), read by /api/v1/events and webhooks."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_at", "at"),)
+    # AUTOINCREMENT on SQLite: ids are never reused, even when a purge empties the table
+    # (clients and webhooks resume after the last id they saw).
+    __table_args__ = (Index("ix_events_at", "at"), {"sqlite_autoincrement": True})
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)

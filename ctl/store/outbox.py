@@ -40,11 +40,18 @@ def _event(kind: str, node: str | None, call_id: int | None, operator_id: int | 
             "data": json.dumps(data, default=str, ensure_ascii=False)}
 
 
-def _call(session: Session, call: Call, new: bool) -> list[Row]:
-    base = {"call": call.id, "direction": call.direction, "operator": _extension(session, call.operator_id),
+NEW_CALLS = "ctl.new_calls"  # session.info key: calls created in this transaction
+
+
+def _call_base(session: Session, call: Call) -> dict[str, Any]:
+    return {"call": call.id, "direction": call.direction, "operator": _extension(session, call.operator_id),
             "client": call.client_number}
-    if new:
-        return [_event("call.created", call.node, call.id, call.operator_id, state=call.state, **base)]
+
+
+def _call(session: Session, call: Call) -> list[Row]:
+    if call in session.info.get(NEW_CALLS, ()):
+        return []  # its call.created, written at commit, carries what it has become
+    base = _call_base(session, call)
     changed, _, state = _change(call, "state")
     if not changed or state == "created":
         return []
@@ -136,7 +143,9 @@ def record_changes(session: Session, _flush: UOWTransaction) -> None:
     new_sessions = {obj.id for obj in session.new if isinstance(obj, MonitorSession)}
     for obj in session.new:
         if isinstance(obj, Call):
-            rows += _call(session, obj, new=True)
+            # Published at commit: the operator, direction and state a call is created with are
+            # often set in the same transaction after its first flush.
+            session.info.setdefault(NEW_CALLS, []).append(obj)
         elif isinstance(obj, MonitorSession):
             rows += _monitor(session, obj, new=True)
         elif isinstance(obj, MonitorModeChange):
@@ -145,7 +154,7 @@ def record_changes(session: Session, _flush: UOWTransaction) -> None:
             rows += _task(session, obj, new=True)
     for obj in session.dirty:
         if isinstance(obj, Call):
-            rows += _call(session, obj, new=False)
+            rows += _call(session, obj)
         elif isinstance(obj, Operator):
             rows += _operator(obj)
         elif isinstance(obj, MonitorSession):
@@ -156,6 +165,20 @@ def record_changes(session: Session, _flush: UOWTransaction) -> None:
             rows += _task(session, obj, new=False)
     if rows:
         session.connection().execute(insert(EventRecord), rows)
+
+
+def publish_new_calls(session: Session) -> None:
+    """before_commit: one call.created per call of this transaction, with its values as they are now."""
+    session.flush()  # a call added and never flushed is new only from this flush on
+    calls = session.info.get(NEW_CALLS, [])  # kept until after_commit: commit's own flush skips them too
+    rows = [_event("call.created", call.node, call.id, call.operator_id, state=call.state,
+                   **_call_base(session, call)) for call in calls if call.id is not None]
+    if rows:
+        session.connection().execute(insert(EventRecord), rows)
+
+
+def forget_new_calls(session: Session, *_args: object) -> None:
+    session.info.pop(NEW_CALLS, None)
 
 
 def recording_state_changed(session: Session, row: Recording, old: str) -> None:

@@ -26,7 +26,8 @@ def upgrade() -> None:
     sa.Column('call_id', sa.Integer(), nullable=True),
     sa.Column('operator_id', sa.Integer(), nullable=True),
     sa.Column('data', sa.Text(), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_events'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_events')),
+    sqlite_autoincrement=True
     )
     with op.batch_alter_table('events', schema=None) as batch_op:
         batch_op.create_index('ix_events_at', ['at'], unique=False)

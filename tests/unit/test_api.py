@@ -247,7 +247,9 @@ async def test_statuses_by_hand_follow_the_cli_rules(live: httpx.AsyncClient, pe
     assert mine.status_code == 200, mine.text
     assert (mine.json()["status"], mine.json()["reason"], mine.json()["changed"]) == ("break", "lunch", True)
     others = await live.put("/api/v1/operators/102/status", json={"status": "dnd"}, headers=bearer(people["101"]))
-    assert others.status_code == 403
+    assert others.status_code == 404  # another person does not exist for an operator
+    unknown = await live.put("/api/v1/operators/999/status", json={"status": "dnd"}, headers=bearer(people["101"]))
+    assert unknown.status_code == 404 and unknown.json()["detail"] == others.json()["detail"].replace("102", "999")
     by_supervisor = await live.put("/api/v1/operators/102/status", json={"status": "available"},
                                    headers=bearer(people["200"]))
     assert by_supervisor.status_code == 200 and by_supervisor.json()["status"] == "available"

@@ -147,3 +147,25 @@ def test_a_new_session_is_one_event_and_a_later_mode_another(staff: Store) -> No
         monitor = [(e.kind, e.data.get("mode")) for e in events_after(session, 0, None, None)
                    if e.kind.startswith("monitor.")]
     assert monitor == [("monitor.started", "listen"), ("monitor.mode", "whisper")]
+
+
+def test_a_call_created_and_attached_in_one_transaction_is_published_as_it_ended_up(staff: Store) -> None:
+    """The call tracker inserts a call, flushes for its id, then sets its operator and
+    direction: the one call.created carries them, so the operator's stream sees it."""
+    with staff.transaction() as session:
+        call = Call(node="asterisk", pbx_call_id="w", direction="internal", state="created")
+        session.add(call)
+        session.flush()
+        call.operator_id = session.query(Operator).filter_by(extension="101").one().id
+        call.direction, call.state = "inbound", "ringing"
+    with staff.transaction() as session:
+        [created] = [e for e in events_after(session, 0, "operator", "101") if e.kind.startswith("call.")]
+    assert created.kind == "call.created"
+    assert (created.data["operator"], created.data["direction"], created.data["state"]) == ("101", "inbound",
+                                                                                             "ringing")
+
+
+def test_a_call_added_and_committed_without_a_flush_is_published(staff: Store) -> None:
+    with staff.transaction() as session:
+        session.add(Call(node="asterisk", pbx_call_id="v", direction="outbound", state="created"))
+    assert "call.created" in _kinds(staff)

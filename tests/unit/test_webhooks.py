@@ -53,6 +53,7 @@ async def test_events_are_posted_signed_and_in_order(hooked: tuple[Store, Receiv
     for value in ("available", "break", "available"):
         _status(store, value)
     await sender.tick()
+    await sender.settle()
     assert [body["status"] for _, body in receiver.seen] == ["available", "break", "available"]
     headers, body = receiver.seen[1]
     assert headers["x-ctl-event"] == "operator.status" and int(headers["x-ctl-event-id"]) == body["id"]
@@ -60,6 +61,7 @@ async def test_events_are_posted_signed_and_in_order(hooked: tuple[Store, Receiv
     expected = hmac.new(SECRET.encode(), headers["x-ctl-timestamp"].encode() + b"." + raw, hashlib.sha256)
     assert headers["x-ctl-signature"] == "sha256=" + expected.hexdigest()
     await sender.tick()
+    await sender.settle()
     assert len(receiver.seen) == 3  # at least once — and here exactly once
     with store.transaction() as session:
         assert {d.state for d in deliveries(session, False, 10)} == {"delivered"}
@@ -71,13 +73,15 @@ async def test_a_receiver_that_was_down_gets_everything_in_order(
     receiver.up = False
     _status(store, "available")
     _status(store, "break")
-    await sender.tick()  # the first fails; the second waits behind it
+    await sender.tick()
+    await sender.settle()  # the first fails; the second waits behind it
     assert receiver.seen == []
     receiver.up = True
     import asyncio
 
     for _ in range(20):
         await sender.tick()
+        await sender.settle()
         if len(receiver.seen) == 2:
             break
         await asyncio.sleep(0.02)
@@ -95,6 +99,7 @@ async def test_a_delivery_is_given_up_after_its_attempts(hooked: tuple[Store, Re
     _status(store, "available")
     for _ in range(30):
         await sender.tick()
+        await sender.settle()
         await asyncio.sleep(0.02)
     with store.transaction() as session:
         [failed] = deliveries(session, True, 10)
@@ -103,6 +108,7 @@ async def test_a_delivery_is_given_up_after_its_attempts(hooked: tuple[Store, Re
     _status(store, "break")
     for _ in range(5):
         await sender.tick()
+        await sender.settle()
     assert [body["status"] for _, body in receiver.seen] == ["break"]  # the next one goes on
 
 
@@ -118,3 +124,34 @@ def test_webhook_inputs_are_checked(store: Store) -> None:
                 add_webhook(session, url, events, secret)
         made = add_webhook(session, "https://crm.example/ctl", "call.*", None)
         assert made.generated and len(made.secret) >= 32
+
+
+async def test_a_slow_receiver_holds_up_only_itself(store: Store) -> None:
+    import asyncio
+
+    with store.transaction() as session:
+        add_operator(session, CallSettings(), "101", "Anna", "operator", None)
+        add_webhook(session, "http://slow.test/hook", "*", SECRET)
+        add_webhook(session, "http://fast.test/hook", "*", SECRET)
+    fast: list[int] = []
+    release = asyncio.Event()
+
+    async def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "slow.test":
+            await release.wait()
+        else:
+            fast.append(int(request.headers["x-ctl-event-id"]))
+        return httpx.Response(200)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handle))
+    sender = WebhookSender(store, WebhookSettings(), client)
+    _status(store, "available")
+    await sender.tick()
+    for _ in range(100):
+        if fast:
+            break
+        await asyncio.sleep(0.02)
+    assert len(fast) == 1  # delivered while the slow receiver still holds its first event
+    release.set()
+    await sender.settle()
+    await sender.close()
