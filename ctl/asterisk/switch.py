@@ -389,6 +389,11 @@ class AsteriskSwitch:
         """New options on the spy leg, then send it back into the spy context: ChanSpy
         restarts on the same channel in the new mode and the supervisor's call stays up."""
         name = self._name(spy_channel_id)
+        # A recording order running on the spy leg (the supervisor's track) must finish first:
+        # the Redirect would end its Gosub before MixMonitor starts.
+        pending = [waiter for waiter in self._recording_waiters.get(spy_channel_id, []) if not waiter.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=self.settings.action_timeout)
         await self._send(actions.set_variable(name, "CTL_SPY_OPTIONS", actions.spy_options(mode)))
         await self._send(actions.redirect(name, self.spy_context))
 

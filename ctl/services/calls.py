@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from ctl import events as ev
 from ctl.config import Settings
-from ctl.errors import CallEnded, DomainError, NotFound, SwitchError, ValidationError
+from ctl.errors import ActionFailed, CallEnded, DomainError, NotFound, SwitchError, ValidationError
 from ctl.model import CallState, ChannelInfo, ChannelState, Direction, HangupCause, OriginateRequest
 from ctl.pbx import trunks_of
 from ctl.services.directory import get_operator, get_project
@@ -582,6 +582,13 @@ async def hang_up_call(store: Store, switch: Switch, call_id: int) -> int:
     legs = [info.channel_id for info in await switch.channels() if info.call_id == pbx_call_id]
     if not legs:
         raise CallEnded(f"call {call_id} is not in progress: the PBX has no channel of it")
+    hung_up = 0
     for channel_id in legs:
-        await switch.hangup(channel_id)
+        try:
+            await switch.hangup(channel_id)
+            hung_up += 1
+        except ActionFailed:
+            pass  # the PBX already ended it with the first leg (a two-party bridge ends as one)
+    if hung_up == 0:
+        raise CallEnded(f"call {call_id} is not in progress: its channels are gone")
     return len(legs)

@@ -970,6 +970,10 @@ class RecordingTracker:
             return RecordingOptions(path=row.pbx_path, stereo=row.stereo, append=True), row.state == "paused"
 
     async def _record_supervisor(self, event: ev.SpyStarted) -> None:
+        if event.spy_channel_id in self.supervisor_tracks.get(event.call_id, ()):
+            # ChanSpy starts again on the same leg (a mode switch, or the digit that started
+            # this very track on Asterisk): one MixMonitor per track, or two would write one file.
+            return
         options = await asyncio.to_thread(self._supervisor_plan, event.call_id, event.spy_channel_id)
         if options is None:
             return

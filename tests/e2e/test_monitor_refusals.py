@@ -72,6 +72,7 @@ def test_cli_refusals(bridged: int, ctl: CtlRunner, asterisk: Sandbox) -> None:
 
 def test_cli_refuses_ones_own_call(bridged: int, ctl: CtlRunner, asterisk: Sandbox) -> None:
     ctl.env["CTL_MONITOR_OPERATOR"] = "listen"  # let operators listen, to reach the own-call rule
+    ctl.env["CTL_NO_SERVE"] = "1"  # this CLI's own rules, not serve's (its settings differ from serve's)
     code, error, line = _refused(ctl, "listen", "101", "--by", "101")
     assert (code, error["error"]) == (6, "forbidden")
     assert line == "ctl: 101 cannot monitor their own call"
@@ -101,6 +102,7 @@ def test_cli_refuses_a_call_that_ended_meanwhile(bridged: int, ctl: CtlRunner, s
 
 def test_cli_with_the_pbx_down_is_exit_3(bridged: int, ctl: CtlRunner) -> None:
     ctl.env["CTL_ASTERISK_PORT"] = "1"
+    ctl.env["CTL_NO_SERVE"] = "1"  # the CLI on its own, reaching for a PBX that is down
     code, error, line = _refused(ctl, "listen", "101", "--by", "200")
     assert (code, error["error"]) == (3, "unreachable")
     assert line.startswith("ctl: cannot reach Asterisk AMI at 127.0.0.1:1:")
