@@ -82,6 +82,7 @@ def status_of(store: Store, extension: str) -> str:
 
 async def test_an_outbound_call_from_an_operators_phone_is_followed_to_its_end(running) -> None:  # type: ignore[no-untyped-def]
     fake, store = running
+    await wait_until(lambda: len(fake.commands) >= 2)  # the reconcile's snapshot follows the subscription
     assert "CHANNEL_HANGUP_COMPLETE" in fake.commands[0] and fake.commands[1] == "api show channels as json"
     operator = {"Unique-ID": OPERATOR_LEG, "Channel-Call-UUID": OPERATOR_LEG,
                 "Channel-Name": "sofia/internal/101@127.0.0.1", "Call-Direction": "inbound",
